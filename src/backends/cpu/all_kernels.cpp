@@ -1,0 +1,13 @@
+#include "backends/cpu/cpu_kernels.h"
+
+namespace shardrt::cpu {
+
+void register_all_kernels() {
+  register_elementwise_kernels();
+  register_reduce_kernels();
+  register_shape_kernels();
+  register_nn_kernels();
+  register_fused_kernels();
+}
+
+}  // namespace shardrt::cpu

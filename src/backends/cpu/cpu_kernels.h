@@ -1,0 +1,47 @@
+// CPU kernels: one function per op, registered by op family (one file per family here).
+// A kernel gets its inputs (null for omitted optional ones) and outputs already allocated
+// with the shapes the op's shape rule gave; it fills the outputs.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+#include "ir/op_schema.h"
+
+namespace shardrt::cpu {
+
+struct KernelCtx {
+  const Node& node;
+  std::vector<const Tensor*> in;
+  std::vector<Tensor*> out;
+  const Tensor* input(size_t i) const { return i < in.size() ? in[i] : nullptr; }
+  [[noreturn]] void fail(const std::string& msg) const { throw GraphError(node.describe() + ": " + msg); }
+};
+using Kernel = std::function<void(KernelCtx&)>;
+
+void register_kernel(const std::string& op, Kernel k);
+const Kernel* find_kernel(const std::string& op);  // null when the CPU backend lacks it
+bool supports(const Node& n);                      // the partitioner's question
+std::vector<std::string> kernel_names();
+
+// Evaluates one node on concrete inputs: runs its shape rule with the values, allocates
+// outputs and runs the kernel. Used by constant folding and by the executor's slow path.
+std::vector<Tensor> eval_node(const Node& n, const std::vector<const Tensor*>& ins);
+// Runs only the node's shape rule on concrete inputs; returns output dtypes and dims.
+void infer_concrete(const Node& n, const std::vector<const Tensor*>& ins,
+                    std::vector<DType>& types, std::vector<Dims>& dims);
+
+// Families (each in its own kernels_*.cpp); all_kernels.cpp calls them once.
+void register_all_kernels();
+void register_elementwise_kernels();
+void register_reduce_kernels();
+void register_shape_kernels();
+void register_nn_kernels();
+void register_fused_kernels();
+
+// Helpers for kernels: run `fn(begin, end)` over [0, n) split across the cores when n is
+// large enough to pay for it (grain: the smallest chunk worth a thread).
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace shardrt::cpu

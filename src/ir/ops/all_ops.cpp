@@ -1,0 +1,13 @@
+#include "ir/ops/ops.h"
+
+namespace shardrt {
+
+void register_all_op_schemas() {
+  register_elementwise_schemas();
+  register_reduce_schemas();
+  register_shape_schemas();
+  register_nn_schemas();
+  register_fused_schemas();
+}
+
+}  // namespace shardrt

@@ -1,0 +1,14 @@
+// Registration of op schemas, one function per op family (each in its own file here).
+#pragma once
+
+namespace shardrt {
+
+void register_all_op_schemas();  // ops/all_ops.cpp calls every family below
+
+void register_elementwise_schemas();  // unary, binary (broadcasting), Where, Cast, Clip, ...
+void register_reduce_schemas();       // Reduce*, ArgMax/Min, Softmax, CumSum, TopK
+void register_shape_schemas();        // Reshape, Transpose, Concat, Slice, Gather, Shape, ...
+void register_nn_schemas();           // MatMul, Gemm, Conv, pools, norms, Resize, Einsum
+void register_fused_schemas();        // shardrt.* fused ops
+
+}  // namespace shardrt
