@@ -7,7 +7,8 @@ void register_all_kernels() {
   register_reduce_kernels();
   register_shape_kernels();
   register_nn_kernels();
-  register_fused_kernels();
+  register_fused_linear_kernels();
+  register_fused_attention_kernels();
 }
 
 }  // namespace shardrt::cpu

@@ -38,7 +38,8 @@ void register_elementwise_kernels();
 void register_reduce_kernels();
 void register_shape_kernels();
 void register_nn_kernels();
-void register_fused_kernels();
+void register_fused_linear_kernels();
+void register_fused_attention_kernels();
 
 // Helpers for kernels: run `fn(begin, end)` over [0, n) split across the cores when n is
 // large enough to pay for it (grain: the smallest chunk worth a thread).

@@ -7,7 +7,8 @@ void register_all_op_schemas() {
   register_reduce_schemas();
   register_shape_schemas();
   register_nn_schemas();
-  register_fused_schemas();
+  register_fused_linear_schemas();
+  register_fused_attention_schemas();
 }
 
 }  // namespace shardrt

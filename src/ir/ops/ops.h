@@ -9,6 +9,7 @@ void register_elementwise_schemas();  // unary, binary (broadcasting), Where, Ca
 void register_reduce_schemas();       // Reduce*, ArgMax/Min, Softmax, CumSum, TopK
 void register_shape_schemas();        // Reshape, Transpose, Concat, Slice, Gather, Shape, ...
 void register_nn_schemas();           // MatMul, Gemm, Conv, pools, norms, Resize, Einsum
-void register_fused_schemas();        // shardrt.* fused ops
+void register_fused_linear_schemas();     // shardrt.Linear, activations (Gelu/Silu/SwiGLU)
+void register_fused_attention_schemas();  // shardrt.Attention, norms, rotary
 
 }  // namespace shardrt

@@ -2,6 +2,6 @@
 
 namespace shardrt::cpu {
 
-void register_fused_kernels() {}
+void register_fused_linear_kernels() {}
 
 }  // namespace shardrt::cpu

@@ -3,6 +3,6 @@
 
 namespace shardrt {
 
-void register_fused_schemas() {}
+void register_fused_linear_schemas() {}
 
 }  // namespace shardrt

@@ -1,0 +1,7 @@
+#include "backends/cpu/cpu_kernels.h"
+
+namespace shardrt::cpu {
+
+void register_fused_attention_kernels() {}
+
+}  // namespace shardrt::cpu
