@@ -62,6 +62,7 @@ class Engine {
   const Graph& graph() const;
   size_t arena_bytes() const;
   size_t weight_bytes() const;
+  size_t layer_count() const;
 
   struct Impl;
   explicit Engine(std::unique_ptr<Impl> impl);

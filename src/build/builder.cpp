@@ -1,0 +1,254 @@
+// Builder: graph → checked profiles → pass pipeline → memory plan → Engine.
+#include <chrono>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <unordered_map>
+
+#include "backends/cpu/cpu_kernels.h"
+#include "build/engine_file.h"
+#include "build/memory_plan.h"
+#include "ir/op_schema.h"
+#include "onnx/importer.h"
+#include "passes/pass_manager.h"
+#include "runtime/engine_impl.h"
+#include "shardrt/network.h"
+
+namespace shardrt {
+
+namespace {
+
+void progress(const BuildConfig& c, const std::string& stage, int done, int total) {
+  if (c.progress) c.progress(stage, done, total);
+}
+
+// Checks each input's profile against its declared shape and returns the dims of the
+// largest profile shape (used to size the memory plan).
+std::map<std::string, Dims> check_profiles(const Graph& g, const BuildConfig& cfg) {
+  for (auto& [name, p] : cfg.shapes) {
+    bool found = false;
+    for (Value* v : g.inputs) found |= v->name == name;
+    if (!found) {
+      std::string names;
+      for (Value* v : g.inputs) names += (names.empty() ? "" : ", ") + v->name;
+      throw Error("--shapes names '" + name + "', which is not an input of the model (inputs: " + names + ")");
+    }
+  }
+  std::map<std::string, Dims> maxd;
+  for (Value* v : g.inputs) {
+    auto it = cfg.shapes.find(v->name);
+    if (it == cfg.shapes.end()) {
+      if (!shape_known(v->shape))
+        throw Error("input '" + v->name + "' has dynamic shape " + shape_str(v->shape) +
+                    ": give its range with --shapes " + v->name + ":MIN/OPT/MAX (e.g. 1x16/4x128/8x512)");
+      maxd[v->name] = shape_dims(v->shape);
+      continue;
+    }
+    const ShapeProfile& p = it->second;
+    size_t r = v->shape.size();
+    if (p.min.size() != r || p.opt.size() != r || p.max.size() != r)
+      throw Error("profile of input '" + v->name + "' has rank " + std::to_string(p.max.size()) + ", the input has rank " +
+                  std::to_string(r) + " " + shape_str(v->shape));
+    for (size_t d = 0; d < r; ++d) {
+      if (!(p.min[d] >= 0 && p.min[d] <= p.opt[d] && p.opt[d] <= p.max[d]))
+        throw Error("profile of input '" + v->name + "': dim " + std::to_string(d) + " needs min <= opt <= max, got " +
+                    std::to_string(p.min[d]) + "/" + std::to_string(p.opt[d]) + "/" + std::to_string(p.max[d]));
+      if (v->shape[d].known() && (p.min[d] != v->shape[d].value || p.max[d] != v->shape[d].value))
+        throw Error("profile of input '" + v->name + "': dim " + std::to_string(d) + " is fixed at " +
+                    std::to_string(v->shape[d].value) + " in the model");
+    }
+    maxd[v->name] = p.max;
+  }
+  return maxd;
+}
+
+// Runs the graph once on zero inputs of the largest profile shapes to learn every
+// intermediate's size (exact even where shapes come from data-independent shape math).
+// Returns false when the run is not possible (e.g. an op rejects zeros).
+bool measure_sizes(const Graph& g, const std::map<std::string, Dims>& maxd, std::map<std::string, size_t>& bytes,
+                   const BuildConfig& cfg, std::string& why) {
+  std::unordered_map<const Value*, Tensor> env;
+  std::unordered_map<const Value*, size_t> last_use;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    for (Value* v : g.nodes[i]->inputs) if (v) last_use[v] = i;
+  for (Value* v : g.inputs) env[v] = Tensor(v->dtype, maxd.at(v->name));
+  try {
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const Node& n = *g.nodes[i];
+      std::vector<const Tensor*> ins;
+      for (Value* v : n.inputs) ins.push_back(!v ? nullptr : v->constant ? v->constant.get() : &env.at(v));
+      auto outs = cpu::eval_node(n, ins);
+      for (size_t o = 0; o < n.outputs.size() && o < outs.size(); ++o) {
+        if (!n.outputs[o]) continue;
+        bytes[n.outputs[o]->name] = outs[o].nbytes();
+        env[n.outputs[o]] = std::move(outs[o]);
+      }
+      for (Value* v : n.inputs)
+        if (v && last_use[v] == i && !v->constant) env.erase(v);
+      if (i % 16 == 0 || i + 1 == g.nodes.size()) progress(cfg, "plan memory", int(i + 1), int(g.nodes.size()));
+    }
+  } catch (const std::exception& ex) {
+    why = ex.what();
+    return false;
+  }
+  return true;
+}
+
+std::vector<std::string> dims_strings(const Shape& s) {
+  std::vector<std::string> r;
+  for (auto& d : s) r.push_back(d.str());
+  return r;
+}
+
+}  // namespace
+
+Engine build_engine_from_graph(Graph&& graph, const BuildConfig& cfg) {
+  auto g = std::make_unique<Graph>(std::move(graph));
+  infer_graph(*g);
+  g->verify();
+  auto maxd = check_profiles(*g, cfg);
+  auto e = std::make_unique<Engine::Impl>();
+  // Bindings are fixed before optimisation: passes keep input and output names.
+  for (Value* v : g->inputs) {
+    Binding b{v->name, v->dtype, dims_strings(v->shape), std::nullopt, true};
+    if (cfg.shapes.count(v->name)) b.profile = cfg.shapes.at(v->name);
+    e->inputs.push_back(b);
+  }
+  for (Value* v : g->outputs) e->outputs.push_back({v->name, v->dtype, dims_strings(v->shape), std::nullopt, false});
+
+  PipelineOptions po;
+  po.autocast = cfg.autocast;
+  po.optimize = cfg.optimize;
+  po.disabled_passes = cfg.disabled_passes;
+  po.verbose = cfg.verbose;
+  progress(cfg, "optimize", 0, 1);
+  PassManager pm = default_pipeline(po);
+  pm.run(*g);
+  g->sort();
+  g->compact();
+  infer_graph(*g);
+  g->verify();
+  progress(cfg, "optimize", 1, 1);
+
+  // Every node must have a kernel before any engine is written.
+  std::string missing;
+  for (auto& n : g->nodes)
+    if (!cpu::supports(*n)) missing += "\n  " + n->describe() + ": no CPU kernel";
+  if (!missing.empty()) throw Error("the CPU backend cannot run this graph:" + missing);
+
+  std::map<std::string, size_t> sizes;
+  std::string why;
+  if (!measure_sizes(*g, maxd, sizes, cfg, why)) {
+    if (cfg.verbose) std::fprintf(stderr, "shardrt: no memory plan (sizing run failed: %s); intermediates allocate per run\n", why.c_str());
+    sizes.clear();
+  }
+  e->memory = plan_memory(*g, sizes);
+
+  for (Value* v : g->outputs)
+    for (auto& b : e->outputs)
+      if (b.name == v->name) b.dims = dims_strings(v->shape);
+  size_t wbytes = 0;
+  for (auto& v : g->values) if (v->constant) wbytes += v->constant->nbytes();
+  e->weight_bytes = wbytes;
+  std::time_t now = std::time(nullptr);
+  char ts[32];
+  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  e->build_settings = {{"shardrt_version", "0.1.0"},
+                       {"backend", "cpu"},
+                       {"autocast", cfg.autocast ? dtype_name(*cfg.autocast) : "none"},
+                       {"optimize", cfg.optimize ? "true" : "false"},
+                       {"created", ts},
+                       {"passes", pm.stats_report()}};
+  e->graph = std::move(g);
+  progress(cfg, "done", 1, 1);
+  return Engine(std::move(e));
+}
+
+Engine build_engine_from_onnx(const std::string& path, const BuildConfig& cfg) {
+  progress(cfg, "import", 0, 1);
+  Graph g = import_onnx_file(path);
+  progress(cfg, "import", 1, 1);
+  return build_engine_from_graph(std::move(g), cfg);
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+Engine::Engine(Engine&&) noexcept = default;
+Engine& Engine::operator=(Engine&&) noexcept = default;
+
+void Engine::save(const std::string& path) const { save_engine_file(*impl_, path); }
+Engine Engine::load(const std::string& path, bool verify) { return Engine(load_engine_file(path, verify)); }
+const std::vector<Binding>& Engine::inputs() const { return impl_->inputs; }
+const std::vector<Binding>& Engine::outputs() const { return impl_->outputs; }
+const Graph& Engine::graph() const { return *impl_->graph; }
+size_t Engine::arena_bytes() const { return impl_->memory.arena_bytes; }
+size_t Engine::weight_bytes() const { return impl_->weight_bytes; }
+size_t Engine::layer_count() const { return impl_->graph->nodes.size(); }
+
+std::string Engine::inspect(bool as_json) const {
+  using json = nlohmann::json;
+  const Graph& g = *impl_->graph;
+  auto bind = [](const Binding& b) {
+    json j = {{"name", b.name}, {"dtype", dtype_name(b.dtype)}, {"dims", b.dims}};
+    if (b.profile) j["profile"] = {{"min", b.profile->min}, {"opt", b.profile->opt}, {"max", b.profile->max}};
+    return j;
+  };
+  json layers = json::array();
+  std::map<std::string, int> op_counts;
+  for (auto& n : g.nodes) {
+    json outs = json::array();
+    for (Value* v : n->outputs)
+      if (v) outs.push_back({{"name", v->name}, {"dtype", dtype_name(v->dtype)}, {"shape", shape_str(v->shape)}});
+    json l = {{"name", n->name}, {"op", n->op}, {"outputs", outs}};
+    if (!n->fused_from.empty()) l["fused_from"] = n->fused_from;
+    auto it = n->outputs.empty() || !n->outputs[0] ? impl_->memory.slots.end() : impl_->memory.slots.find(n->outputs[0]->name);
+    if (it != impl_->memory.slots.end()) l["arena"] = {{"offset", it->second.offset}, {"bytes", it->second.bytes}};
+    if (n->outputs.size() && n->outputs[0] && impl_->memory.aliases.count(n->outputs[0]->name)) l["alias_of"] = impl_->memory.aliases.at(n->outputs[0]->name);
+    layers.push_back(l);
+    op_counts[n->op]++;
+  }
+  json j;
+  j["build"] = impl_->build_settings;
+  j["bindings"] = {{"inputs", json::array()}, {"outputs", json::array()}};
+  for (auto& b : impl_->inputs) j["bindings"]["inputs"].push_back(bind(b));
+  for (auto& b : impl_->outputs) j["bindings"]["outputs"].push_back(bind(b));
+  j["layers"] = layers;
+  j["op_counts"] = op_counts;
+  j["memory"] = {{"arena_bytes", impl_->memory.arena_bytes}, {"planned_values", impl_->memory.slots.size()},
+                 {"sum_of_slot_bytes", impl_->memory.unplanned_bytes_sum}, {"views", impl_->memory.aliases.size()},
+                 {"weight_bytes", impl_->weight_bytes}};
+  if (as_json) return j.dump(2);
+  std::ostringstream o;
+  o << "engine: " << g.name << " (" << impl_->build_settings["backend"] << ", autocast " << impl_->build_settings["autocast"] << ")\n";
+  o << "inputs:\n";
+  for (auto& b : impl_->inputs) {
+    o << "  " << b.name << " " << dtype_name(b.dtype) << " [";
+    for (size_t i = 0; i < b.dims.size(); ++i) o << (i ? "," : "") << b.dims[i];
+    o << "]";
+    if (b.profile) o << " min " << dims_str(b.profile->min) << " opt " << dims_str(b.profile->opt) << " max " << dims_str(b.profile->max);
+    o << "\n";
+  }
+  o << "outputs:\n";
+  for (auto& b : impl_->outputs) {
+    o << "  " << b.name << " " << dtype_name(b.dtype) << " [";
+    for (size_t i = 0; i < b.dims.size(); ++i) o << (i ? "," : "") << b.dims[i];
+    o << "]\n";
+  }
+  o << "layers (" << g.nodes.size() << "):\n";
+  for (auto& l : layers) {
+    o << "  " << l["op"].get<std::string>() << " '" << l["name"].get<std::string>() << "'";
+    for (auto& x : l["outputs"]) o << " -> " << x["dtype"].get<std::string>() << x["shape"].get<std::string>();
+    if (l.contains("fused_from")) o << "  [fused: " << l["fused_from"].get<std::string>() << "]";
+    if (l.contains("alias_of")) o << "  [view of " << l["alias_of"].get<std::string>() << "]";
+    o << "\n";
+  }
+  o << "op counts:";
+  for (auto& [k, c] : op_counts) o << " " << k << "=" << c;
+  o << "\nmemory: arena " << impl_->memory.arena_bytes << " bytes for " << impl_->memory.slots.size()
+    << " intermediates (" << impl_->memory.unplanned_bytes_sum << " bytes without sharing), "
+    << impl_->memory.aliases.size() << " views; weights " << impl_->weight_bytes << " bytes\n";
+  o << "passes:\n" << impl_->build_settings["passes"] << "\n";
+  return o.str();
+}
+
+}  // namespace shardrt
