@@ -13,8 +13,16 @@ std::map<std::string, OpSchema>& table() {
   return t;
 }
 void ensure_registered() {
+  // Registration functions may look things up (e.g. a family reusing another's rule):
+  // a lookup from inside registration must not wait on the once_flag it is running under.
+  static thread_local bool registering = false;
+  if (registering) return;
   static std::once_flag once;
-  std::call_once(once, [] { register_all_op_schemas(); });
+  std::call_once(once, [] {
+    registering = true;
+    register_all_op_schemas();
+    registering = false;
+  });
 }
 }  // namespace
 

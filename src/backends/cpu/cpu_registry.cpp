@@ -15,8 +15,16 @@ std::map<std::string, Kernel>& table() {
   return t;
 }
 void ensure() {
+  // Registration functions may look things up (e.g. a family reusing another's rule):
+  // a lookup from inside registration must not wait on the once_flag it is running under.
+  static thread_local bool registering = false;
+  if (registering) return;
   static std::once_flag once;
-  std::call_once(once, [] { register_all_kernels(); });
+  std::call_once(once, [] {
+    registering = true;
+    register_all_kernels();
+    registering = false;
+  });
 }
 }  // namespace
 

@@ -1,7 +1,161 @@
+// CPU kernels of shardrt.Linear, shardrt.Silu and shardrt.SwiGLU. Half types compute in fp32
+// (one conversion in, one out); fp64 computes in fp64. The GEMM goes through gemm.h.
+#include <cmath>
+#include <string>
+#include <vector>
+
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/gemm.h"
 
 namespace shardrt::cpu {
 
-void register_fused_linear_kernels() {}
+namespace {
+
+enum class Act { None, Relu, Gelu, GeluTanh, Silu };
+
+Act parse_act(const KernelCtx& c) {
+  std::string a = c.node.attr_s("activation", "none");
+  if (a == "none") return Act::None;
+  if (a == "relu") return Act::Relu;
+  if (a == "gelu") return Act::Gelu;
+  if (a == "gelu_tanh") return Act::GeluTanh;
+  if (a == "silu") return Act::Silu;
+  c.fail("activation '" + a + "' is not supported (none|relu|gelu|gelu_tanh|silu)");
+}
+
+template <class T>
+inline T apply_act(Act a, T x) {
+  switch (a) {
+    case Act::None: return x;
+    case Act::Relu: return x > T(0) ? x : T(0);
+    case Act::Gelu: return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
+    case Act::GeluTanh: {
+      const T k = T(0.79788456080286535588);  // sqrt(2/pi)
+      return T(0.5) * x * (T(1) + std::tanh(k * (x + T(0.044715) * x * x * x)));
+    }
+    case Act::Silu: return x / (T(1) + std::exp(-x));
+  }
+  return x;
+}
+
+// y[M,N] += bias (per column), then the activation; rows spread over the cores.
+template <class T>
+void epilogue(T* y, int64_t M, int64_t N, const T* bias, Act act) {
+  if (!bias && act == Act::None) return;
+  parallel_for(M, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, N)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      T* r = y + i * N;
+      if (bias)
+        for (int64_t j = 0; j < N; ++j) r[j] += bias[j];
+      if (act != Act::None)
+        for (int64_t j = 0; j < N; ++j) r[j] = apply_act(act, r[j]);
+    }
+  });
+}
+
+std::vector<float> as_f32(const Tensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  to_f32(t.dtype(), t.raw(), v.data(), t.numel());
+  return v;
+}
+
+void linear_kernel(KernelCtx& c) {
+  const Tensor& X = *c.in[0];
+  const Tensor& W = *c.in[1];
+  const Tensor* B = c.input(2);
+  Tensor& Y = *c.out[0];
+  const bool tb = c.node.attr_i("trans_b", 0) != 0;
+  const Act act = parse_act(c);
+  const DType t = X.dtype();
+  if (W.dtype() != t || (B && B->dtype() != t)) c.fail("X, W and B must have one dtype");
+  const int64_t K = X.dim(-1);
+  const int64_t N = Y.dim(-1);
+  const int64_t M = K > 0 ? X.numel() / K : (N > 0 ? Y.numel() / N : 0);
+  const int64_t ldb = tb ? K : N;
+  if (M == 0 || N == 0) return;
+
+  switch (t) {
+    case DType::F32:
+      gemm_f32(false, tb, M, N, K, 1.f, X.data<float>(), K, W.data<float>(), ldb, 0.f, Y.data<float>(), N);
+      epilogue(Y.data<float>(), M, N, B ? B->data<float>() : nullptr, act);
+      return;
+    case DType::F64:
+      gemm_typed(DType::F64, false, tb, M, N, K, 1.f, X.raw(), K, W.raw(), ldb, 0.f, Y.raw(), N);
+      epilogue(Y.data<double>(), M, N, B ? B->data<double>() : nullptr, act);
+      return;
+    case DType::F16:
+    case DType::BF16: {
+      std::vector<float> x = as_f32(X), w = as_f32(W), y(static_cast<size_t>(M * N));
+      std::vector<float> b = B ? as_f32(*B) : std::vector<float>{};
+      gemm_f32(false, tb, M, N, K, 1.f, x.data(), K, w.data(), ldb, 0.f, y.data(), N);
+      epilogue(y.data(), M, N, B ? b.data() : nullptr, act);
+      from_f32(t, y.data(), Y.raw(), M * N);
+      return;
+    }
+    default: c.fail(std::string("unsupported dtype ") + dtype_name(t));
+  }
+}
+
+// Elementwise over float types: f(x) for one input, f(x, y) for two equal-shaped inputs.
+template <class F1, class F2>
+void map_float(KernelCtx& c, F1 f32, F2 f64) {
+  const Tensor& A = *c.in[0];
+  const Tensor* Bt = c.input(1);
+  Tensor& Y = *c.out[0];
+  const int64_t n = Y.numel();
+  if (A.numel() != n || (Bt && Bt->numel() != n)) c.fail("inputs and output differ in size");
+  const DType t = A.dtype();
+  if (Bt && Bt->dtype() != t) c.fail("inputs have different dtypes");
+  const int64_t grain = 16384;
+  switch (t) {
+    case DType::F32: {
+      const float* a = A.data<float>();
+      const float* b = Bt ? Bt->data<float>() : nullptr;
+      float* y = Y.data<float>();
+      parallel_for(n, grain, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; ++i) y[i] = f32(a[i], b ? b[i] : 0.f);
+      });
+      return;
+    }
+    case DType::F64: {
+      const double* a = A.data<double>();
+      const double* b = Bt ? Bt->data<double>() : nullptr;
+      double* y = Y.data<double>();
+      parallel_for(n, grain, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; ++i) y[i] = f64(a[i], b ? b[i] : 0.0);
+      });
+      return;
+    }
+    case DType::F16:
+    case DType::BF16: {
+      parallel_for(n, grain, [&](int64_t s, int64_t e) {
+        const int64_t m = e - s;
+        std::vector<float> a(static_cast<size_t>(m)), b(Bt ? size_t(m) : 0), y(static_cast<size_t>(m));
+        const size_t off = size_t(s) * 2;  // both half types are 2 bytes
+        to_f32(t, static_cast<const char*>(A.raw()) + off, a.data(), m);
+        if (Bt) to_f32(t, static_cast<const char*>(Bt->raw()) + off, b.data(), m);
+        for (int64_t i = 0; i < m; ++i) y[size_t(i)] = f32(a[size_t(i)], Bt ? b[size_t(i)] : 0.f);
+        from_f32(t, y.data(), static_cast<char*>(Y.raw()) + off, m);
+      });
+      return;
+    }
+    default: c.fail(std::string("unsupported dtype ") + dtype_name(t));
+  }
+}
+
+template <class T>
+inline T silu(T x) { return x / (T(1) + std::exp(-x)); }
+
+}  // namespace
+
+void register_fused_linear_kernels() {
+  register_kernel("shardrt.Linear", linear_kernel);
+  register_kernel("shardrt.Silu", [](KernelCtx& c) {
+    map_float(c, [](float x, float) { return silu(x); }, [](double x, double) { return silu(x); });
+  });
+  register_kernel("shardrt.SwiGLU", [](KernelCtx& c) {
+    map_float(c, [](float g, float u) { return silu(g) * u; }, [](double g, double u) { return silu(g) * u; });
+  });
+}
 
 }  // namespace shardrt::cpu
