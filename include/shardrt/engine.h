@@ -84,6 +84,10 @@ class ExecutionContext {
   // Runs with inputs by name; returns outputs by name (owned tensors). Checks names,
   // dtypes and shapes against the bindings and profiles, naming what is wrong.
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs);
+  // Per-layer timing of the runs that follow (adds a clock read per layer).
+  void set_profiling(bool on);
+  // Time per layer and per op type over the profiled runs, largest first.
+  std::string profile_report(size_t top_layers = 25) const;
 
  private:
   struct Impl;

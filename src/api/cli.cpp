@@ -82,7 +82,8 @@ int cmd_inspect(const std::string& engine, bool json) {
   return 0;
 }
 
-int cmd_bench(const std::string& engine, const std::string& shapes, int iters, int warmup, double min_seconds) {
+int cmd_bench(const std::string& engine, const std::string& shapes, int iters, int warmup, double min_seconds,
+              bool profile) {
   Engine e = Engine::load(engine);
   auto chosen = parse_shapes(shapes);
   std::map<std::string, Tensor> ins;
@@ -108,6 +109,12 @@ int cmd_bench(const std::string& engine, const std::string& shapes, int iters, i
     auto t0 = std::chrono::steady_clock::now();
     ctx.run(ins);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  if (profile) {
+    // A separate pass so the clock reads do not skew the latency figures above.
+    ctx.set_profiling(true);
+    for (int i = 0; i < std::max(iters / 2, 3); ++i) ctx.run(ins);
+    std::printf("%s", ctx.profile_report().c_str());
   }
   std::sort(ms.begin(), ms.end());
   auto pct = [&](double p) { return ms[std::min(ms.size() - 1, size_t(p * double(ms.size())))]; };
@@ -157,6 +164,8 @@ int shardrt_cli_main(int argc, char** argv) {
   be->add_option("--iterations", iters, "timed runs (at least)");
   be->add_option("--warmup", warmup, "untimed runs first");
   be->add_option("--min-seconds", min_seconds, "keep timing at least this long");
+  bool profile = false;
+  be->add_flag("--profile", profile, "also print the time per layer and per op type");
 
   try {
     app.parse(argc, argv);
@@ -167,7 +176,7 @@ int shardrt_cli_main(int argc, char** argv) {
     if (*b) return cmd_build(model, out, shapes, autocast, no_opt, verbose, disabled);
     if (*r) return cmd_run(engine, inputs, outdir, skip_checksum);
     if (*in) return cmd_inspect(engine, json);
-    if (*be) return cmd_bench(engine, shapes, iters, warmup, min_seconds);
+    if (*be) return cmd_bench(engine, shapes, iters, warmup, min_seconds, profile);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shardrt: error: %s\n", e.what());
     return 1;

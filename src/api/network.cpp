@@ -31,7 +31,10 @@ ITensor Network::weight(const std::string& name, Tensor value) { return {g_->add
 void Network::output(ITensor t, const std::string& name) {
   if (!t) throw Error("network: output '" + name + "' is a null tensor");
   Value* v = t.v;
-  if (v->name != name) {
+  // A node's output that is not yet an output takes the name; anything else (an input, a
+  // weight, a value returned twice) is routed through an Identity.
+  bool own = v->producer && !g_->is_output(v);
+  if (v->name != name && !(own && g_->rename(v, name))) {
     Node* id = g_->add_node("Identity", name + "/output", {v}, {name});
     infer_node(*g_, *id);
     if (id->outputs[0]->name != name) throw Error("network: output name '" + name + "' is taken by another value");

@@ -145,6 +145,15 @@ Value* Graph::find_value(const std::string& name) const {
   return it == by_name_.end() ? nullptr : it->second;
 }
 
+bool Graph::rename(Value* v, const std::string& name) {
+  if (v->name == name) return true;
+  if (by_name_.count(name)) return false;
+  by_name_.erase(v->name);
+  v->name = name;
+  by_name_[name] = v;
+  return true;
+}
+
 static void erase_one(std::vector<Node*>& v, Node* n) {
   auto it = std::find(v.begin(), v.end(), n);
   if (it != v.end()) v.erase(it);

@@ -109,6 +109,8 @@ struct Graph {
   Node* add_node(const std::string& op, const std::string& name, std::vector<Value*> ins,
                  const std::vector<std::string>& out_names, std::map<std::string, Attr> attrs = {});
   Value* find_value(const std::string& name) const;
+  // Renames a value; false when the name is taken by another value.
+  bool rename(Value* v, const std::string& name);
 
   void set_input(Node* n, size_t i, Value* v);        // keeps users lists right
   void replace_all_uses(Value* from, Value* to);      // graph outputs included

@@ -1,6 +1,9 @@
 // The CPU execution context: runs the engine's nodes in order; intermediates live in one
 // arena at the offsets the memory plan gave (a value larger than its slot, possible only
 // for data-dependent shapes, gets its own allocation); view ops alias their input.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <unordered_map>
@@ -26,7 +29,10 @@ struct ExecutionContext::Impl {
   };
   std::vector<Step> steps;
   std::vector<Tensor> scratch;  // outputs a node has but the graph omits
-  bool poison = false;  // fill arena slots with 0xff before each kernel (tests)
+  bool poison = false;
+  bool profiling = false;
+  std::vector<double> layer_ms;  // per step, summed over profiled runs
+  int profiled_runs = 0;  // fill arena slots with 0xff before each kernel (tests)
 
   explicit Impl(const Engine::Impl& eng) : e(eng) {
     const Graph& g = *e.graph;
@@ -95,7 +101,13 @@ struct ExecutionContext::Impl {
     std::vector<const Tensor*> ins;
     std::vector<DType> types;
     std::vector<Dims> dims;
-    for (auto& s : steps) {
+    if (profiling) {
+      layer_ms.resize(steps.size(), 0.0);
+      ++profiled_runs;
+    }
+    for (size_t si = 0; si < steps.size(); ++si) {
+      auto& s = steps[si];
+      auto t0 = profiling ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
       ins.clear();
       for (int i : s.in) ins.push_back(i < 0 ? nullptr : &env[size_t(i)]);
       cpu::infer_concrete(*s.node, ins, types, dims);
@@ -127,6 +139,8 @@ struct ExecutionContext::Impl {
         c.out.push_back(&t);
       }
       (*s.kernel)(c);
+      if (profiling)
+        layer_ms[si] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     }
     std::map<std::string, Tensor> out;
     for (Value* v : g.outputs) {
@@ -140,6 +154,46 @@ struct ExecutionContext::Impl {
     return out;
   }
 };
+
+void ExecutionContext::set_profiling(bool on) { impl_->profiling = on; }
+
+std::string ExecutionContext::profile_report(size_t top) const {
+  const Impl& m = *impl_;
+  if (!m.profiled_runs) return "no profiled runs\n";
+  double total = 0;
+  std::map<std::string, std::pair<double, int>> by_op;
+  std::vector<std::pair<double, size_t>> order;
+  for (size_t i = 0; i < m.layer_ms.size(); ++i) {
+    double t = m.layer_ms[i] / m.profiled_runs;
+    total += t;
+    auto& o = by_op[m.steps[i].node->op];
+    o.first += t;
+    o.second++;
+    order.push_back({t, i});
+  }
+  std::sort(order.rbegin(), order.rend());
+  std::string r;
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "profile: %d runs, %.3f ms per run in %zu layers\n%-28s %8s %7s %6s\n",
+                m.profiled_runs, total, m.layer_ms.size(), "op type", "ms", "%", "count");
+  r += buf;
+  std::vector<std::pair<double, std::string>> ops;
+  for (auto& [k, v] : by_op) ops.push_back({v.first, k});
+  std::sort(ops.rbegin(), ops.rend());
+  for (auto& [t, k] : ops) {
+    std::snprintf(buf, sizeof buf, "%-28s %8.3f %6.1f%% %6d\n", k.c_str(), t, 100 * t / total, by_op[k].second);
+    r += buf;
+  }
+  std::snprintf(buf, sizeof buf, "%-50s %-22s %8s %6s\n", "layer", "op", "ms", "%");
+  r += buf;
+  for (size_t k = 0; k < std::min(top, order.size()); ++k) {
+    const Node& n = *m.steps[order[k].second].node;
+    std::snprintf(buf, sizeof buf, "%-50.50s %-22.22s %8.3f %5.1f%%\n", n.name.c_str(), n.op.c_str(), order[k].first,
+                  100 * order[k].first / total);
+    r += buf;
+  }
+  return r;
+}
 
 ExecutionContext::ExecutionContext(const Engine& engine) : impl_(std::make_unique<Impl>(engine.impl())) {}
 ExecutionContext::~ExecutionContext() = default;

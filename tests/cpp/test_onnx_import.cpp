@@ -332,7 +332,12 @@ TEST(OnnxImport, ConstantNodesBecomeConstantValues) {
   b.node("Relu", {"cfs"}, {"y"});
   b.output("y", onnx::TensorProto::FLOAT);
   b.output("cf", onnx::TensorProto::FLOAT);
+  // Unused values are dropped at import: keep the constants alive as outputs.
+  b.output("ci", onnx::TensorProto::INT64);
+  b.output("cs", onnx::TensorProto::INT64);
+  b.output("ct", onnx::TensorProto::INT32);
   Graph g = import(b);
+  for (const char* n : {"cf", "ci", "cs", "cfs", "ct"}) ASSERT_NE(g.find_value(n), nullptr) << n;
   EXPECT_EQ(g.nodes.size(), 1u);  // only the Relu: constants are values, not nodes
   Value* cf = g.find_value("cf");
   ASSERT_TRUE(cf && cf->is_constant());
@@ -380,18 +385,47 @@ TEST(OnnxImport, OpsetRange) {
   EXPECT_EQ(import(b).nodes.size(), 1u);
 }
 
-TEST(OnnxImport, NewerOpFormThatChangedMeaningIsRefused) {
+TEST(OnnxImport, NewerOpFormsByMeaning) {
+  // Attention-24 changed how is_causal combines with the mask: refused at opset 24 whether
+  // or not an Attention schema exists.
+  ModelBuilder a(24);
+  a.input("q", onnx::TensorProto::FLOAT, {"1", "2", "4", "8"});
+  a.node("Attention", {"q", "q", "q"}, {"y"}, "att");
+  a.output("y", onnx::TensorProto::FLOAT);
+  std::string err = import_error(a);
+  EXPECT_NE(err.find("node 'att' (Attention, opset 24): op version 24 differs"), std::string::npos) << err;
+
+  // Cast-24/25 changed only float8/4-bit behaviour (types shardrt lacks): accepted.
   if (!find_schema("Cast")) GTEST_SKIP() << "no Cast schema yet";
-  // Cast-24 changed float8 saturation and added round_mode: refused at opset 24.
-  ModelBuilder b(24);
+  ModelBuilder b(25);
   b.input("x", onnx::TensorProto::FLOAT, {"2"});
   attr_int(b.node("Cast", {"x"}, {"y"}, "c"), "to", onnx::TensorProto::INT64);
   b.output("y", onnx::TensorProto::INT64);
-  std::string err = import_error(b);
-  EXPECT_NE(err.find("node 'c' (Cast, opset 24)"), std::string::npos) << err;
-  // The same node at opset 21 is fine.
-  b.m.mutable_opset_import(0)->set_version(21);
   EXPECT_EQ(import(b).outputs[0]->dtype, DType::I64);
+}
+
+TEST(OnnxImport, ConstantSubgraphsFold) {
+  for (const char* op : {"ConstantOfShape", "Concat", "Cast", "Shape", "Reshape"})
+    if (!find_schema(op)) GTEST_SKIP() << "no " << op << " schema yet";
+  // Reshape's target computed from constants and Shape(x), as ONNX's function expansions
+  // do: folding makes the output's rank known at import.
+  ModelBuilder b(18);
+  b.input("x", onnx::TensorProto::FLOAT, {"2", "6"});
+  attr_ints(b.node("Constant", {}, {"one"}), "value_ints", {1});
+  attr_ints(b.node("Constant", {}, {"six"}), "value_ints", {6});
+  attr_int(b.node("Shape", {"x"}, {"xs"}), "end", 1);                // [2]
+  b.node("ConstantOfShape", {"one"}, {"zero"});                       // [0.0f]
+  attr_int(b.node("Cast", {"zero"}, {"zeroi"}), "to", onnx::TensorProto::INT64);
+  b.node("Add", {"zeroi", "one"}, {"k"});                             // [1]
+  attr_int(b.node("Concat", {"xs", "six", "k"}, {"target"}), "axis", 0);  // [2, 6, 1]
+  b.node("Reshape", {"x", "target"}, {"y"}, "rs");
+  b.output("y", onnx::TensorProto::FLOAT);
+  Graph g = import(b);
+  ASSERT_EQ(g.nodes.size(), 1u) << g.print();  // only the Reshape is left
+  EXPECT_EQ(g.nodes[0]->name, "rs");
+  ASSERT_TRUE(g.nodes[0]->inputs[1]->is_constant());
+  EXPECT_EQ(g.nodes[0]->inputs[1]->constant->to_i64_vector(), std::vector<int64_t>({2, 6, 1}));
+  EXPECT_EQ(shape_str(g.outputs[0]->shape), "[2,6,1]");
 }
 
 TEST(OnnxImport, AllProblemsAreListedAtOnce) {

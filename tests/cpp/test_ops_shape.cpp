@@ -20,7 +20,7 @@ Tensor i64(Dims d, std::vector<int64_t> v) {
   std::copy(v.begin(), v.end(), t.data<int64_t>());
   return t;
 }
-Tensor vec64(std::vector<int64_t> v) { return i64({int64_t(v.size())}, std::move(v)); }
+Tensor vec64(const std::vector<int64_t>& v) { return i64({int64_t(v.size())}, v); }
 Tensor f32(Dims d, std::vector<float> v) { return Tensor::from_f32(std::move(d), v); }
 // 0, 1, 2, ... in the given type.
 Tensor iota(DType t, Dims d) {

@@ -9,12 +9,19 @@
 #include "ir/graph.h"
 #include "ir/op_schema.h"
 
+namespace shardrt::dist {
+class Communicator;
+}
+
 namespace shardrt::cpu {
 
 struct KernelCtx {
   const Node& node;
   std::vector<const Tensor*> in;
   std::vector<Tensor*> out;
+  // The communicator of the running context, for collective ops (null outside a
+  // distributed run: collectives then fail naming the node).
+  dist::Communicator* comm = nullptr;
   const Tensor* input(size_t i) const { return i < in.size() ? in[i] : nullptr; }
   [[noreturn]] void fail(const std::string& msg) const { throw GraphError(node.describe() + ": " + msg); }
 };
