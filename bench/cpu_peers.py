@@ -7,10 +7,13 @@ shape (12 layers, 768 wide, 12 heads), random weights, fp32. Each model is expor
 with torch's dynamo ONNX exporter; ONNX Runtime runs that file with all its graph
 optimisations; shardrt builds an engine from it; torch runs the module itself.
 
-    python bench/cpu_peers.py --shardrt build/shardrt [--batch 1 --seq 128] [--runs 20]
+    python bench/cpu_peers.py --shardrt build/shardrt [--shapes 1x128,4x128] [--runs 20]
 
-Prints one table (median latency in ms and the ratio to ONNX Runtime) and checks that the
-three agree.
+Prints one table (median latency in ms and the ratio to ONNX Runtime, one row per model
+and input shape) and checks that the three agree. Each model is exported once (with
+dynamic batch and sequence dims) and built once into an engine whose profile covers every
+shape asked for. --export-dir keeps the exported files between runs (reused when present).
+All three run on every core of the machine (os.cpu_count() threads).
 """
 import argparse
 import os
@@ -56,7 +59,7 @@ def make_model(name):
                             intermediate_size=3072, vocab_size=30522)
         m = tf.BertModel(cfg, add_pooling_layer=False)
     m.config._attn_implementation = "eager"
-    return LogitsOnly(m.eval())
+    return LogitsOnly(m.eval()).eval()
 
 
 def shardrt_time(bin_, engine, ids_path, out_dir, batch, seq, runs):
@@ -71,61 +74,82 @@ def shardrt_time(bin_, engine, ids_path, out_dir, batch, seq, runs):
     return p50
 
 
+def parse_shapes(text):
+    out = []
+    for item in text.split(","):
+        b, sq = item.lower().split("x")
+        out.append((int(b), int(sq)))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shardrt", default="build/shardrt")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--shapes", default="1x128", help="batch x seq, comma-separated (e.g. 1x128,4x128)")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--models", default="gpt2-124M,bert-base")
+    ap.add_argument("--export-dir", default=None,
+                    help="keep exported ONNX files here and reuse them when present")
     a = ap.parse_args()
+    shapes = parse_shapes(a.shapes)
     threads = os.cpu_count()
     torch.set_num_threads(threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        exp_dir = a.export_dir or tmp
+        os.makedirs(exp_dir, exist_ok=True)
         for name in a.models.split(","):
             model = make_model(name)
-            ids = torch.randint(0, 1000, (a.batch, a.seq), dtype=torch.int64)
-            onnx_path = os.path.join(tmp, name + ".onnx")
-            torch.onnx.export(model, (ids,), onnx_path, dynamo=True, input_names=["input_ids"],
-                              output_names=["out"],
-                              dynamic_shapes={"input_ids": {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}})
-            ids_path = os.path.join(tmp, "ids.npy")
-            np.save(ids_path, ids.numpy())
+            onnx_path = os.path.join(exp_dir, name + ".onnx")
+            if not (a.export_dir and os.path.exists(onnx_path)):
+                ids0 = torch.randint(0, 1000, shapes[0], dtype=torch.int64)
+                torch.onnx.export(model, (ids0,), onnx_path, dynamo=True, input_names=["input_ids"],
+                                  output_names=["out"],
+                                  dynamic_shapes={"input_ids": {0: torch.export.Dim("batch"),
+                                                                1: torch.export.Dim("seq")}})
+            # One engine for all shapes: its profile spans 1x1 .. the largest batch and seq.
+            bmax, smax = max(b for b, _ in shapes), max(s for _, s in shapes)
             engine = os.path.join(tmp, name + ".engine")
             t0 = time.perf_counter()
             subprocess.run([a.shardrt, "build", onnx_path, "-o", engine, "--shapes",
-                            f"input_ids:1x1/{a.batch}x{a.seq}/{a.batch}x{a.seq}"], check=True,
+                            f"input_ids:1x1/{shapes[0][0]}x{shapes[0][1]}/{bmax}x{smax}"], check=True,
                            stderr=subprocess.DEVNULL)
             build_s = time.perf_counter() - t0
-            out_dir = os.path.join(tmp, "out")
-            t_sh = shardrt_time(a.shardrt, engine, ids_path, out_dir, a.batch, a.seq, a.runs)
-            y_sh = np.load(os.path.join(out_dir, "out.npy"))
 
             so = ort.SessionOptions()
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             so.intra_op_num_threads = threads
             sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
-            feed = {"input_ids": ids.numpy()}
-            t_ort = median_ms(lambda: sess.run(None, feed), a.runs)
-            y_ort = sess.run(None, feed)[0]
+            for batch, seq in shapes:
+                torch.manual_seed(batch * 1000 + seq)
+                ids = torch.randint(0, 1000, (batch, seq), dtype=torch.int64)
+                ids_path = os.path.join(tmp, "ids.npy")
+                np.save(ids_path, ids.numpy())
+                out_dir = os.path.join(tmp, "out")
+                t_sh = shardrt_time(a.shardrt, engine, ids_path, out_dir, batch, seq, a.runs)
+                y_sh = np.load(os.path.join(out_dir, "out.npy"))
 
-            with torch.inference_mode():
-                t_pt = median_ms(lambda: model(ids), a.runs)
-                y_pt = model(ids).numpy()
-            # fp32 through 12 layers with differently ordered sums: agreement to ~1e-3 of the
-            # output's scale is what independent fp32 implementations reach.
-            scale = float(np.abs(y_pt).max())
-            err_sh = float(np.abs(y_sh - y_pt).max()) / scale
-            err_ort = float(np.abs(y_ort - y_pt).max()) / scale
-            rows.append((name, t_sh, t_ort, t_pt, build_s, err_sh, err_ort))
-    print(f"\nCPU: {threads} threads, batch {a.batch} x seq {a.seq}, fp32, median of {a.runs} runs")
-    print(f"{'model':<12} {'shardrt ms':>11} {'ORT ms':>9} {'torch ms':>9} {'shardrt/ORT':>12} "
+                feed = {"input_ids": ids.numpy()}
+                t_ort = median_ms(lambda: sess.run(None, feed), a.runs)
+                y_ort = sess.run(None, feed)[0]
+
+                with torch.inference_mode():
+                    t_pt = median_ms(lambda: model(ids), a.runs)
+                    y_pt = model(ids).numpy()
+                # fp32 through 12 layers with differently ordered sums: agreement to ~1e-3 of
+                # the output's scale is what independent fp32 implementations reach.
+                scale = float(np.abs(y_pt).max())
+                err_sh = float(np.abs(y_sh - y_pt).max()) / scale
+                err_ort = float(np.abs(y_ort - y_pt).max()) / scale
+                rows.append((name, f"{batch}x{seq}", t_sh, t_ort, t_pt, build_s, err_sh, err_ort))
+            del sess
+    print(f"\nCPU: {threads} threads, fp32, median of {a.runs} runs (shardrt: `shardrt bench` p50)")
+    print(f"{'model':<12} {'shape':>7} {'shardrt ms':>11} {'ORT ms':>9} {'torch ms':>9} {'shardrt/ORT':>12} "
           f"{'shardrt/torch':>14} {'build s':>8} {'rel err shardrt':>16} {'rel err ORT':>12}")
     ok = True
-    for name, t_sh, t_ort, t_pt, b, e1, e2 in rows:
-        print(f"{name:<12} {t_sh:11.2f} {t_ort:9.2f} {t_pt:9.2f} {t_sh / t_ort:12.2f} {t_sh / t_pt:14.2f} "
-              f"{b:8.1f} {e1:16.2e} {e2:12.2e}")
+    for name, shp, t_sh, t_ort, t_pt, b, e1, e2 in rows:
+        print(f"{name:<12} {shp:>7} {t_sh:11.2f} {t_ort:9.2f} {t_pt:9.2f} {t_sh / t_ort:12.2f} "
+              f"{t_sh / t_pt:14.2f} {b:8.1f} {e1:16.2e} {e2:12.2e}")
         ok &= e1 < 1e-3
     return 0 if ok else 1
 

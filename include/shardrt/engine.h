@@ -15,6 +15,9 @@ namespace shardrt {
 
 struct Graph;
 class Network;
+namespace dist {
+class Communicator;
+}
 
 // Raised for every user-facing error (bad model, bad engine file, wrong inputs, ...).
 struct Error : std::runtime_error {
@@ -80,6 +83,10 @@ Engine build_engine_from_graph(Graph&& graph, const BuildConfig& config);
 class ExecutionContext {
  public:
   explicit ExecutionContext(const Engine& engine);
+  // One rank of a distributed run: the engine's collective ops go through `comm` (the world
+  // communicator, or a dist::Mesh whose tp/dp groups the ops' `group` attributes name). The
+  // caller owns `comm` and keeps it alive as long as the context.
+  ExecutionContext(const Engine& engine, dist::Communicator& comm);
   ~ExecutionContext();
   // Runs with inputs by name; returns outputs by name (owned tensors). Checks names,
   // dtypes and shapes against the bindings and profiles, naming what is wrong.

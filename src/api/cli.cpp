@@ -7,9 +7,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <random>
 
 #include "api/cli_util.h"
+#include "build/multi_rank.h"
+#include "dist/bootstrap.h"
 #include "ir/op_schema.h"
 #include "shardrt/engine.h"
 #include "shardrt/npy.h"
@@ -57,14 +60,62 @@ int cmd_build(const std::string& model, const std::string& out, const std::strin
   return 0;
 }
 
-int cmd_run(const std::string& engine, const std::vector<std::string>& inputs, const std::string& outdir, bool skip_checksum) {
-  Engine e = Engine::load(engine, !skip_checksum);
+// `build --tp/--dp/--mesh`: one engine per rank plus manifest.json in the folder `out`.
+int cmd_build_parallel(const std::string& model, const std::string& out, const std::string& shapes, bool no_opt,
+                       const std::vector<std::string>& disabled, int tp, int dp, const std::string& mesh,
+                       const std::string& plan) {
+  MultiRankOptions o;
+  if (!mesh.empty()) {
+    o.mesh = parse_mesh(mesh);
+    if ((tp && tp != o.mesh.tp) || (dp && dp != o.mesh.dp)) throw Error("--mesh " + mesh + " contradicts --tp/--dp");
+  } else {
+    o.mesh.tp = tp ? tp : 1;
+    o.mesh.dp = dp ? dp : 1;
+  }
+  if (o.mesh.tp < 1 || o.mesh.dp < 1) throw Error("--tp and --dp take sizes >= 1");
+  if (o.mesh.tp > 1 && plan.empty()) throw Error("--tp " + std::to_string(o.mesh.tp) + " needs --tp-plan FILE or --tp-plan auto");
+  o.plan = plan;
+  o.config.shapes = parse_shapes(shapes);
+  o.config.optimize = !no_opt;
+  o.config.disabled_passes = disabled;
+  o.log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
+  Manifest m = build_multi_rank_from_onnx(model, out, o);
+  std::fprintf(stderr, "wrote %s: %d engines for mesh %s, plan %s\n", out.c_str(), m.mesh.world(), m.mesh.str().c_str(),
+               m.plan_source.c_str());
+  return 0;
+}
+
+std::map<std::string, Tensor> read_inputs(const std::vector<std::string>& inputs) {
   std::map<std::string, Tensor> ins;
   for (auto& kv : inputs) {
     auto eq = kv.find('=');
     if (eq == std::string::npos) throw Error("--input takes NAME=FILE.npy, got '" + kv + "'");
     ins[kv.substr(0, eq)] = read_npy(kv.substr(eq + 1));
   }
+  return ins;
+}
+
+// `run DIR` under mpirun: every rank runs its engine; rank 0 writes the outputs. Every rank
+// reports its own error, so a mismatched launch fails on all of them.
+int cmd_run_parallel(const std::string& dir, const std::vector<std::string>& inputs, const std::string& outdir,
+                     const std::string& mesh) {
+  auto world = dist::communicator_from_env();
+  std::optional<MeshShape> asked;
+  if (!mesh.empty()) asked = parse_mesh(mesh);
+  auto outs = run_multi_rank(dir, read_inputs(inputs), *world, asked ? &*asked : nullptr);
+  if (world->rank() != 0) return 0;
+  fs::create_directories(outdir);
+  for (auto& [name, t] : outs) {
+    std::string p = (fs::path(outdir) / (escape_file_name(name) + ".npy")).string();
+    write_npy(p, t);
+    std::fprintf(stderr, "%s: %s%s -> %s\n", name.c_str(), dtype_name(t.dtype()), dims_str(t.dims()).c_str(), p.c_str());
+  }
+  return 0;
+}
+
+int cmd_run(const std::string& engine, const std::vector<std::string>& inputs, const std::string& outdir, bool skip_checksum) {
+  Engine e = Engine::load(engine, !skip_checksum);
+  std::map<std::string, Tensor> ins = read_inputs(inputs);
   ExecutionContext ctx(e);
   auto outs = ctx.run(ins);
   fs::create_directories(outdir);
@@ -147,12 +198,19 @@ int shardrt_cli_main(int argc, char** argv) {
   b->add_option("--disable-pass", disabled, "skip a pass by name (repeatable)");
   b->add_flag("--no-optimize", no_opt, "skip the optimisation passes");
   b->add_flag("-v,--verbose", verbose, "log every rewrite the passes make");
+  int tp = 0, dp = 0;
+  std::string mesh, tp_plan;
+  b->add_option("--tp", tp, "tensor-parallel size: -o is then a folder of per-rank engines (docs/parallel.md)");
+  b->add_option("--dp", dp, "data-parallel size (the batch is split between dp groups)");
+  b->add_option("--mesh", mesh, "dp x tp mesh, e.g. dp=2,tp=2");
+  b->add_option("--tp-plan", tp_plan, "sharding plan: a JSON file, or auto");
 
   auto* r = app.add_subcommand("run", "run an engine on .npy inputs, writing DIR/NAME.npy per output");
   r->add_option("engine", engine, "engine file")->required();
   r->add_option("--input", inputs, "NAME=FILE.npy (repeatable)");
   r->add_option("--output-dir", outdir, "folder for the outputs (names escaped: see docs/cli.md)");
   r->add_flag("--skip-checksum", skip_checksum, "do not verify the engine's checksum (faster load)");
+  r->add_option("--mesh", mesh, "with a per-rank engine folder: the mesh this launch expects (checked)");
 
   auto* in = app.add_subcommand("inspect", "describe an engine: layers, fusions, memory plan, bindings");
   in->add_option("engine", engine, "engine file")->required();
@@ -173,7 +231,12 @@ int shardrt_cli_main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    if (*b && (tp || dp || !mesh.empty() || !tp_plan.empty())) {
+      if (!autocast.empty()) throw Error("--autocast is not supported with --tp/--dp/--mesh yet");
+      return cmd_build_parallel(model, out, shapes, no_opt, disabled, tp, dp, mesh, tp_plan);
+    }
     if (*b) return cmd_build(model, out, shapes, autocast, no_opt, verbose, disabled);
+    if (*r && fs::is_directory(engine)) return cmd_run_parallel(engine, inputs, outdir, mesh);
     if (*r) return cmd_run(engine, inputs, outdir, skip_checksum);
     if (*in) return cmd_inspect(engine, json);
     if (*be) return cmd_bench(engine, shapes, iters, warmup, min_seconds, profile);

@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "ir/onnx_dtype.h"
+#include "onnx/contrib_collectives.h"
 #include "onnx/import_internal.h"
 #include "onnx/onnx.pb.h"
 
@@ -242,6 +243,12 @@ Graph import_onnx_model(onnx::ModelProto& model, const std::string& base_dir, co
     n.name = np.name().empty() ? np.op_type() + "_" + std::to_string(i) : np.name();
     n.opset = opset;
     std::string desc = n.describe();
+    if (onnx_detail::is_contrib_collective(np.domain(), n.op)) {  // contrib_collectives.h
+      std::string err = onnx_detail::convert_contrib_collective(np, n);
+      if (!err.empty()) pr.add(np.domain() + "." + np.op_type(), desc + ": " + err);
+      else if (check_against_schema(n, desc, pr)) prep.nodes.push_back(std::move(n));
+      continue;
+    }
     if (!is_default_domain(np.domain())) {
       pr.add(np.domain() + "." + n.op, desc + ": domain '" + np.domain() + "' is not supported");
       continue;

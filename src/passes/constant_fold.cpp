@@ -23,6 +23,16 @@ namespace {
 const std::set<std::string> kNoFold = {"RandomNormal", "RandomUniform", "RandomNormalLike",
                                        "RandomUniformLike", "Multinomial", "Bernoulli"};
 
+// shardrt's own ops that are pure computations. Its other ops (collectives: AllReduce,
+// Start/Wait pairs, ...) talk to other ranks and are never evaluated at build time.
+const std::set<std::string> kPureShardrt = {"shardrt.Linear", "shardrt.Silu", "shardrt.SwiGLU",
+                                            "shardrt.RMSNorm", "shardrt.Attention", "shardrt.Rotary"};
+
+bool foldable_op(const std::string& op) {
+  if (kNoFold.count(op)) return false;
+  return op.rfind("shardrt.", 0) != 0 || kPureShardrt.count(op);
+}
+
 // The dims Shape(x) reports (its start/end attributes applied), unknown ones as -1.
 std::vector<int64_t> shape_op_dims(const Node& n, const Value& x) {
   int64_t r = int64_t(x.shape.size());
@@ -51,7 +61,7 @@ class ConstantFold : public Pass {
     bool changed = false;
     for (auto& up : g.nodes) {
       Node* n = up.get();
-      if (n->dead || kNoFold.count(n->op) || n->outputs.empty()) continue;
+      if (n->dead || !foldable_op(n->op) || n->outputs.empty()) continue;
       if (fold_shape_math(g, n) || fold_all_constant(g, n)) changed = true;
     }
     if (changed) {

@@ -16,6 +16,16 @@ namespace {
 const std::set<std::string> kNoMerge = {"RandomNormal", "RandomUniform", "RandomNormalLike",
                                         "RandomUniformLike", "Multinomial", "Bernoulli"};
 
+// shardrt's pure compute ops; the others (collectives) are left alone: merging two would
+// change how often the ranks communicate, which is the exporter's decision.
+const std::set<std::string> kPureShardrt = {"shardrt.Linear", "shardrt.Silu", "shardrt.SwiGLU",
+                                            "shardrt.RMSNorm", "shardrt.Attention", "shardrt.Rotary"};
+
+bool mergeable_op(const std::string& op) {
+  if (kNoMerge.count(op)) return false;
+  return op.rfind("shardrt.", 0) != 0 || kPureShardrt.count(op);
+}
+
 // Constants up to this size are compared by contents (bigger ones, weights, are left alone:
 // hashing megabytes for a rare hit is not worth it).
 constexpr size_t kMaxConstBytes = 4096;
@@ -66,7 +76,7 @@ class CommonSubexprElim : public Pass {
     std::map<std::string, Node*> seen;
     for (auto& up : g.nodes) {
       Node* n = up.get();
-      if (n->dead || kNoMerge.count(n->op) || n->outputs.empty()) continue;
+      if (n->dead || !mergeable_op(n->op) || n->outputs.empty()) continue;
       std::string k = n->op + "|" + std::to_string(n->outputs.size()) + "|";
       for (Value* v : n->inputs) k += std::to_string(reinterpret_cast<uintptr_t>(v)) + ",";
       k += "|";

@@ -30,7 +30,10 @@ class DeadCodeElim : public Pass {
     for (auto it = g.nodes.rbegin(); it != g.nodes.rend(); ++it) {
       Node* n = it->get();
       if (n->dead) continue;
-      bool used = false;
+      // A node without outputs exists for its effect (a send, a barrier): never dead.
+      bool used = true;
+      for (Value* o : n->outputs)
+        if (o) used = false;
       for (Value* o : n->outputs)
         if (o && (!o->users.empty() || g.is_output(o))) used = true;
       if (used) continue;

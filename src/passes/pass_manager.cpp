@@ -131,6 +131,7 @@ PassManager default_pipeline(const PipelineOptions& opts) {
     // ---- end of norm/attention/rotary fusions ----
     pm.add(make_fuse_activations_pass());  // GELU/SiLU/SwiGLU first: Linear folds activations
     pm.add(make_fuse_linear_pass());
+    pm.add(make_fuse_collectives_pass());
     pm.add(make_dce_pass());
   }
   if (opts.autocast) pm.stage("autocast").add(make_autocast_pass(*opts.autocast));

@@ -87,5 +87,6 @@ PassPtr make_fuse_rmsnorm_pass();    // Pow/ReduceMean/Add/Sqrt/Reciprocal/Mul �
 PassPtr make_fuse_rotary_pass();     // rotate-half rotary embedding → shardrt.Rotary
 PassPtr make_fuse_attention_pass();  // MatMul/scale/mask/Softmax/MatMul → shardrt.Attention
 // ---- end of norm/attention/rotary factories ----
+PassPtr make_fuse_collectives_pass();  // shardrt.XStart + shardrt.Wait (sole user) → shardrt.X
 
 }  // namespace shardrt

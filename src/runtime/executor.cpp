@@ -6,9 +6,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "dist/collective_exec.h"
+#include "dist/mesh.h"
 #include "ir/op_schema.h"
 #include "runtime/engine_impl.h"
 
@@ -34,7 +37,9 @@ struct ExecutionContext::Impl {
   std::vector<double> layer_ms;  // per step, summed over profiled runs
   int profiled_runs = 0;  // fill arena slots with 0xff before each kernel (tests)
 
-  explicit Impl(const Engine::Impl& eng) : e(eng) {
+  dist::Communicator* comm = nullptr;  // borrowed; null outside a distributed run
+
+  explicit Impl(const Engine::Impl& eng, dist::Communicator* c = nullptr) : e(eng), comm(c) {
     const Graph& g = *e.graph;
     for (auto& v : g.values) {
       index[v.get()] = env.size();
@@ -48,6 +53,9 @@ struct ExecutionContext::Impl {
     for (auto& n : g.nodes) {
       Step s{n.get(), cpu::find_kernel(n->op), {}, {}, {}, false};
       if (!s.kernel) throw Error(n->describe() + ": the CPU backend has no kernel for op '" + n->op + "'");
+      if (!comm && n->op != "shardrt.Wait" && dist::is_collective_op(n->op))
+        throw Error(n->describe() + ": the engine holds collective ops; run it in an ExecutionContext created with "
+                    "a communicator (ExecutionContext(engine, comm))");
       for (Value* v : n->inputs) s.in.push_back(v ? int(index.at(v)) : -1);
       for (Value* v : n->outputs) {
         s.out.push_back(v ? int(index.at(v)) : -1);
@@ -96,6 +104,9 @@ struct ExecutionContext::Impl {
 
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs) {
     check_inputs(inputs);
+    // The collectives' shape rules read the group sizes and this rank's place in them.
+    std::optional<dist::ScopedGroupShapes> group_shapes;
+    if (comm) group_shapes.emplace(*comm);
     const Graph& g = *e.graph;
     for (Value* v : g.inputs) env[index.at(v)] = inputs.at(v->name);
     std::vector<const Tensor*> ins;
@@ -116,7 +127,7 @@ struct ExecutionContext::Impl {
         env[size_t(s.out[0])] = src.reshaped(dims[0]);
         continue;
       }
-      cpu::KernelCtx c{*s.node, ins, {}};
+      cpu::KernelCtx c{*s.node, ins, {}, comm};
       scratch.clear();
       scratch.reserve(s.out.size());  // pointers into it must stay valid
       for (size_t o = 0; o < s.out.size(); ++o) {
@@ -196,6 +207,8 @@ std::string ExecutionContext::profile_report(size_t top) const {
 }
 
 ExecutionContext::ExecutionContext(const Engine& engine) : impl_(std::make_unique<Impl>(engine.impl())) {}
+ExecutionContext::ExecutionContext(const Engine& engine, dist::Communicator& comm)
+    : impl_(std::make_unique<Impl>(engine.impl(), &comm)) {}
 ExecutionContext::~ExecutionContext() = default;
 std::map<std::string, Tensor> ExecutionContext::run(const std::map<std::string, Tensor>& inputs) {
   return impl_->run(inputs);

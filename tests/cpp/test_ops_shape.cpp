@@ -501,7 +501,8 @@ TEST(ShapeOps, TriluEyeLikeOneHot) {
   Tensor k = Tensor::scalar_i64(-1);
   Tensor lo = run1("Trilu", {&x, &k}, {{"upper", Attr::of(int64_t(0))}});
   // numpy: np.tril(np.arange(24).reshape(2,3,4), -1)[1].flatten()
-  std::vector<double> l1(values(lo).begin() + 12, values(lo).end());
+  std::vector<double> lv = values(lo);
+  std::vector<double> l1(lv.begin() + 12, lv.end());
   EXPECT_EQ(l1, dbl({0, 0, 0, 0, 16, 0, 0, 0, 20, 21, 0, 0}));
   Tensor k1 = Tensor::scalar_i64(1);
   // numpy: np.triu(np.arange(24).reshape(2,3,4), 1)[0].flatten()

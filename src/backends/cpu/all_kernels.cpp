@@ -9,6 +9,7 @@ void register_all_kernels() {
   register_nn_kernels();
   register_fused_linear_kernels();
   register_fused_attention_kernels();
+  register_collective_kernels();
 }
 
 }  // namespace shardrt::cpu

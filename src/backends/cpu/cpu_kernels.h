@@ -47,6 +47,7 @@ void register_shape_kernels();
 void register_nn_kernels();
 void register_fused_linear_kernels();
 void register_fused_attention_kernels();
+void register_collective_kernels();  // through KernelCtx::comm (kernels_collective.cpp)
 
 // Helpers for kernels: run `fn(begin, end)` over [0, n) split across the cores when n is
 // large enough to pay for it (grain: the smallest chunk worth a thread).

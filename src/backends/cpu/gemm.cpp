@@ -6,7 +6,12 @@
 #include <map>
 #include <stdexcept>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/gemm_avx512.h"
 
 namespace shardrt::cpu {
 
@@ -74,6 +79,11 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
               int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) { scale_c(DType::F32, M, N, beta, C, ldc); return; }
+  if (have_avx512_gemm()) {
+    gemm_f32_avx512(trans_a, trans_b, M, N, K, alpha, A, std::max<int64_t>(1, lda), B, std::max<int64_t>(1, ldb),
+                    beta, C, ldc);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, tr(trans_a), tr(trans_b), int(M), int(N), int(K), alpha, A,
               int(std::max<int64_t>(1, lda)), B, int(std::max<int64_t>(1, ldb)), beta, C,
               int(std::max<int64_t>(1, ldc)));
@@ -182,7 +192,14 @@ void gemm_batched(DType t, bool trans_a, bool trans_b, int64_t M, int64_t N, int
                static_cast<char*>(C) + size_t(c_off[i]) * es, ldc);
   };
   const int64_t work = M * N * std::max<int64_t>(K, 1);
-  if (count == 1 || (work > kSmallGemm && (t == DType::F32 || t == DType::F64))) {
+  // The AVX-512 fp32 GEMM shares the OpenMP pool: a batch of at least as many items as
+  // threads goes item by item over the cores (no split of one GEMM, no barrier per item).
+  int nt = 1;
+#ifdef _OPENMP
+  nt = omp_get_max_threads();
+#endif
+  const bool by_item = t == DType::F32 && have_avx512_gemm() && count >= nt;
+  if (count == 1 || (!by_item && work > kSmallGemm && (t == DType::F32 || t == DType::F64))) {
     for (int64_t i = 0; i < count; ++i) one(i);
   } else {
     parallel_for(count, std::max<int64_t>(1, 32768 / work), [&](int64_t b, int64_t e) {

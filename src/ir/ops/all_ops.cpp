@@ -9,6 +9,7 @@ void register_all_op_schemas() {
   register_nn_schemas();
   register_fused_linear_schemas();
   register_fused_attention_schemas();
+  register_collective_schemas();
 }
 
 }  // namespace shardrt

@@ -11,5 +11,6 @@ void register_shape_schemas();        // Reshape, Transpose, Concat, Slice, Gath
 void register_nn_schemas();           // MatMul, Gemm, Conv, pools, norms, Resize, Einsum
 void register_fused_linear_schemas();     // shardrt.Linear, activations (Gelu/Silu/SwiGLU)
 void register_fused_attention_schemas();  // shardrt.Attention, norms, rotary
+void register_collective_schemas();       // shardrt.AllReduce/AllGather/ReduceScatter, Start forms, Wait
 
 }  // namespace shardrt
