@@ -1,9 +1,9 @@
 # Runs the fault test under the launcher; passes when the launcher exits non-zero within
 # LIMIT seconds and a rank printed the timeout message naming the lost rank (1) and the
 # AllReduce it waited on. Arguments: -DLAUNCH=<launcher and its options, ;-separated>
-# -DEXE=<fault binary> -DLIMIT=<seconds>.
+# -DEXE=<fault binary> -DLIMIT=<seconds> [-DARGS=<its arguments>].
 string(TIMESTAMP t0 "%s")
-execute_process(COMMAND ${LAUNCH} ${EXE}
+execute_process(COMMAND ${LAUNCH} ${EXE} ${ARGS}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT ${LIMIT})
 string(TIMESTAMP t1 "%s")
 math(EXPR took "${t1} - ${t0}")

@@ -227,6 +227,9 @@ class MpiCommunicator final : public Communicator {
   }
 
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override {
+    // MPI_Comm_split blocks without a deadline: a timed barrier first makes a lost rank end
+    // the job with the usual message instead of hanging the split.
+    barrier(CallSite{"", "Split"});
     MPI_Comm c;
     int rc = MPI_Comm_split(comm_, color, key, &c);
     if (rc != MPI_SUCCESS) fail(CallSite{"", "Split"}, mpi_error_string(rc));
