@@ -79,8 +79,8 @@ int main() {
   try {
     auto world = dist::communicator_from_env();
     const int tp = world->size(), rank = world->rank();
-    dist::ShardingPlan plan = dist::parse_plan_json(R"({"tp_plan": {
-        "q_proj": "colwise", "k_proj": "colwise", "v_proj": "colwise", "o_proj": "rowwise"}})",
+    dist::ShardingPlan plan = dist::parse_plan_json(R"J({"tp_plan": {
+        "q_proj": "colwise", "k_proj": "colwise", "v_proj": "colwise", "o_proj": "rowwise"}})J",
                                                     "tensor_parallel_rotary_embedding");
     ShardResult report;
     Engine engine = build_rank_engine(make_block(), plan, MeshShape{1, tp}, rank, {}, &report);

@@ -53,11 +53,11 @@ int main() {
     auto world = dist::communicator_from_env();
     const int tp = world->size(), rank = world->rank();
     // The plan, as a user would write it in a plan file (docs/parallel.md).
-    dist::ShardingPlan plan = dist::parse_plan_json(R"({"tp_plan": {
+    dist::ShardingPlan plan = dist::parse_plan_json(R"J({"tp_plan": {
         "in_proj":   {"style": "colwise", "input_layouts": "Shard(0)"},
         "out_proj":  {"style": "rowwise", "output_layouts": "Shard(0)"},
         "in_proj2":  {"style": "colwise", "input_layouts": "Shard(0)"},
-        "out_proj2": {"style": "rowwise", "output_layouts": "Shard(0)"}}})",
+        "out_proj2": {"style": "rowwise", "output_layouts": "Shard(0)"}}})J",
                                                     "tensor_parallel_simple");
     ShardResult report;
     Engine engine = build_rank_engine(make_mlp(), plan, MeshShape{1, tp}, rank, {}, &report);

@@ -46,8 +46,12 @@ const Node* linear_source(const Value* v) {
 // The linear layer that consumes `v` through single-use view ops; null if none.
 const Node* linear_sink(const Graph& g, const Value* v) {
   for (int guard = 0; v && guard < 16; ++guard) {
-    if (v->users.size() != 1 || g.is_output(v)) return nullptr;
-    const Node* u = v->users[0];
+    // Shape reads of the value (exporters compute reshape targets from them) do not count.
+    const Node* u = nullptr;
+    int real = 0;
+    for (const Node* x : v->users)
+      if (x->op != "Shape") { u = x; ++real; }
+    if (real != 1 || g.is_output(v)) return nullptr;
     if (is_linear(u) && u->in(0) == v) return u;
     if (u->op != "Transpose" && u->op != "Reshape" && u->op != "Flatten") return nullptr;
     v = u->out(0);
@@ -80,8 +84,11 @@ ShardingPlan auto_plan(const Graph& g, int tp, std::string& report) {
       report += "  attention '" + n->name + "': no Q projection / output projection found; left replicated\n";
       continue;
     }
-    const Dim& hq = n->in(0)->shape.size() == 4 ? n->in(0)->shape[1] : Dim();
-    const Dim& hkv = n->in(1)->shape.size() == 4 ? n->in(1)->shape[1] : Dim();
+    Dim hq = n->in(0)->shape.size() == 4 ? n->in(0)->shape[1] : Dim();
+    Dim hkv = n->in(1)->shape.size() == 4 ? n->in(1)->shape[1] : Dim();
+    // Heads unknown at build time (TorchScript exports compute reshape targets): the
+    // sharding pass checks them on the reshapes.
+    if (!hq.known() && !hkv.known() && out_features(q) % tp == 0) { hq = Dim(tp); hkv = Dim(tp); }
     if (!hq.known() || hq.value % tp != 0) {
       report += "  attention '" + n->name + "': " + hq.str() + " query heads do not divide by tp=" + std::to_string(tp) +
                 "; left replicated\n";
@@ -123,6 +130,8 @@ ShardingPlan auto_plan(const Graph& g, int tp, std::string& report) {
         return;
       }
       if (!kElementwise.count(p->op)) { ok = false; return; }
+      // Views carry their data in input 0 (the rest is shape math).
+      if (p->op == "Reshape" || p->op == "Cast" || p->op == "Identity") { walk(p->in(0), depth + 1); return; }
       for (Value* i : p->inputs) if (i && !i->is_constant()) walk(i, depth + 1);
     };
     walk(down->in(0), 0);

@@ -127,6 +127,13 @@ class Sharder {
     std::vector<Node*> order;
     for (auto& n : g_.nodes) if (!n->dead) order.push_back(n.get());
     for (Node* n : order) visit(n);
+    for (auto& e : plan_.entries)
+      if (!used_.count(&e) && !(e.style == "prepare_input" && declared_any(e)))
+        throw Error("sharding (tp=" + std::to_string(tp_) + "): " + (e.origin.empty() ? "plan entry '" + e.pattern + "'" : e.origin) +
+                    " (" + e.str() + ") matches no node it applies to: " +
+                    (e.style == "sequence" ? "sequence applies to norms (LayerNormalization, RMSNorm)"
+                     : e.style == "prepare_input" ? "prepare_input applies to a node or graph input"
+                                                  : e.style + " applies to linear layers (MatMul/Gemm/shardrt.Linear with a constant weight) and embeddings (Gather of a constant table)"));
     for (Value* v : g_.inputs) res_.inputs[v->name] = get(v);
     // Partial outputs are reduced so that every rank's output is a real value; Shard
     // outputs stay local (the launcher gathers them).
@@ -173,8 +180,16 @@ class Sharder {
   bool dim0_varies_;
   std::unordered_map<const Value*, Placement> pl_;
   std::set<const Value*> declared_;
+  std::set<const dist::PlanEntry*> used_;
   std::map<std::pair<const Value*, std::string>, Value*> cache_;
+  // Global shapes learnt beyond inference (a Reshape's constant target entries where the
+  // inferred dims are unknown), carried through Transpose, Attention and Rotary.
+  std::unordered_map<const Value*, Shape> refined_;
   ShardResult res_;
+  const Shape& gshape(const Value* v) const {
+    auto it = refined_.find(v);
+    return it == refined_.end() ? v->shape : it->second;
+  }
 
   static std::vector<std::string> dims_strs(const Shape& s) {
     std::vector<std::string> r;
@@ -212,6 +227,11 @@ class Sharder {
     set(v, p);
   }
 
+  bool declared_any(const dist::PlanEntry& e) const {
+    for (Value* v : g_.inputs) if (dist::glob_match(e.pattern, v->name)) return true;
+    return false;
+  }
+
   Value* new_const(const std::string& base, Tensor t) { return g_.add_constant(g_.unique_name(base + "/tp" + std::to_string(r_)), std::move(t)); }
 
   Node* add(const std::string& op, const std::string& base, std::vector<Value*> ins, std::map<std::string, Attr> a, DType t, Shape s) {
@@ -223,16 +243,17 @@ class Sharder {
   }
 
   // Rank r's chunk along `d` of a replicated value: a sliced constant, or a Slice node.
-  Value* local_chunk(Value* v, int64_t d, const Node* why) {
+  Value* local_chunk(Value* v, int64_t d, const Node* why, int64_t size_hint = -1) {
     if (v->is_constant()) {
       Value* c = new_const(v->name, chunk_tensor(*v->constant, d, tp_, r_));
       set(c, Placement::shard(d));
       return c;
     }
-    if (!v->shape[size_t(d)].known())
+    int64_t full = v->shape[size_t(d)].known() ? v->shape[size_t(d)].value : size_hint;
+    if (full < 0)
       refuse(why, "taking this rank's chunk of '" + v->name + "' " + dims_of(v->shape) + " along dim " + std::to_string(d) +
                       " needs its size at build time");
-    auto sizes = dist::chunk_sizes(v->shape[size_t(d)].value, tp_);
+    auto sizes = dist::chunk_sizes(full, tp_);
     int64_t start = 0;
     for (int i = 0; i < r_; ++i) start += sizes[size_t(i)];
     std::string base = v->name + "/chunk";
@@ -325,20 +346,22 @@ class Sharder {
       declare(x, have, e->origin);
       if (e->desired_input_layout) g_.set_input(n, 0, redistribute(x, *e->desired_input_layout, n));
       res_.matched.push_back(n->describe() + ": " + e->str() + " from '" + e->pattern + "'");
+      used_.insert(e);
       e = nullptr;  // then the node's own rule
     }
     if (e && (e->style == "colwise" || e->style == "rowwise") && (is_linear || is_embed)) {
       res_.matched.push_back(n->describe() + ": " + e->str() + " from '" + e->pattern + "'");
+      used_.insert(e);
       if (is_linear) return linear(n, *e);
       return embedding(n, *e);
     }
     if (e && e->style == "sequence" && (is_norm || kUnary.count(n->op))) {
       res_.matched.push_back(n->describe() + ": " + e->str() + " from '" + e->pattern + "'");
+      used_.insert(e);
       return sequence(n, *e);
     }
-    if (e && e->style != "prepare_input")
-      refuse(n, "plan entry '" + e->pattern + "' (" + e->style + ") matches this node, but " + e->style +
-                    " applies to " + (e->style == "sequence" ? "norms" : "linear layers (MatMul/Gemm/shardrt.Linear with a constant weight) and embeddings"));
+    // An entry matching a node it does not apply to (a module path also names the module's
+    // reshapes) is skipped there; an entry that applies nowhere is refused at the end.
     propagate(n);
   }
 
@@ -376,7 +399,17 @@ class Sharder {
     if (K % tp_ != 0)
       refuse(n, "rowwise: input features of weight '" + w->name + "' " + dims_str(w->constant->dims()) + " (" +
                     std::to_string(K) + ") are not divisible by tp=" + std::to_string(tp_));
-    g_.set_input(n, 0, redistribute(x, Placement::shard(xr - 1), n));
+    {
+      Placement px = get(x);
+      // A replicated input of unknown width: the weight says it is K wide.
+      if (px.is_replicate() && !x->shape.back().known()) {
+        Value* c = local_chunk(x, xr - 1, n, K);
+        note(n->describe() + ": input '" + x->name + "' was Replicate; sliced to this rank's " + std::to_string(K / tp_) + " features");
+        g_.set_input(n, 0, c);
+      } else {
+        g_.set_input(n, 0, redistribute(x, Placement::shard(xr - 1), n));
+      }
+    }
     g_.set_input(n, 1, new_const(w->name, chunk_tensor(*w->constant, tb ? 1 : 0, tp_, r_)));
     // The bias is added once: by rank 0 (the others add zeros) before the reduction.
     if (b && b->is_constant() && r_ != 0) g_.set_input(n, 2, new_const(b->name, Tensor(b->constant->dtype(), b->constant->dims())));
@@ -552,8 +585,23 @@ class Sharder {
     Placement p = get(x);
     if (p.is_partial()) { set(y, p); return; }  // a view of a partial sum is a partial sum
     int64_t d = p.dim, pin;
-    const Shape& is = x->shape;
-    const Shape& os = y->shape;
+    const Shape& is = gshape(x);
+    Shape os = y->shape;
+    bool last_computed = false;  // the target's last entry comes from run-time (local) shapes
+    if (n->op == "Reshape") {
+      std::vector<std::optional<int64_t>> ent = target_entries(n->in(1), int64_t(os.size()));
+      for (size_t k = 0; k < os.size() && k < ent.size(); ++k)
+        if (!os[k].known() && ent[k] && *ent[k] > 0) os[k] = Dim(*ent[k]);
+      if (!ent.empty() && !ent.back()) last_computed = true;
+      refined_[y] = os;
+    }
+    if (n->op == "Reshape" && last_computed && d == int64_t(is.size()) - 1 && !os.back().known()) {
+      // Reshape(x, [..., x.shape[-1]]): flattening leading dims of a tensor sharded on its
+      // last dim; the last entry is read from the local shape at run time.
+      note(n->describe() + ": last target dim read from the local shape at run time; " + p.str() + " stays on the last dim");
+      set(y, Placement::shard(int64_t(os.size()) - 1));
+      return;
+    }
     int64_t e = -1;
     if (known_prod(is, size_t(d), is.size(), pin))
       for (int64_t k = int64_t(os.size()) - 1; k >= 0; --k) {
@@ -562,6 +610,21 @@ class Sharder {
         if (pout == pin) { e = k; }
         if (pout > pin) break;
       }
+    // Splitting the sharded last dim into [heads, head_dim] with the head count left to
+    // run time (-1 or computed): heads = G / head_dim must divide by tp.
+    if (e < 0 && d == int64_t(is.size()) - 1 && os.size() == is.size() + 1 && is[size_t(d)].known() && os.back().known() &&
+        !os[os.size() - 2].known() && is[size_t(d)].value % os.back().value == 0) {
+      int64_t heads = is[size_t(d)].value / os.back().value;
+      if (heads % tp_ != 0)
+        refuse(n, "reshape of '" + x->name + "' " + dims_of(is) + " (" + p.str() + ") into heads of " + os.back().str() + ": " +
+                      std::to_string(heads) + " heads are not divisible by tp=" + std::to_string(tp_));
+      os[os.size() - 2] = Dim(heads);
+      refined_[y] = os;
+      e = int64_t(os.size()) - 2;
+      if (n->op == "Reshape") rewrite_shape(n, e, heads);
+      set(y, Placement::shard(e));
+      return;
+    }
     // The outermost dim with the same suffix product (skip leading 1s).
     while (e >= 0 && e + 1 < int64_t(os.size()) && os[size_t(e)].known() && os[size_t(e)].value == 1) ++e;
     if (e < 0 || !os[size_t(e)].known() || os[size_t(e)].value % tp_ != 0 || !is[size_t(d)].known() || is[size_t(d)].value % tp_ != 0) {
@@ -572,6 +635,23 @@ class Sharder {
     }
     if (n->op == "Reshape") rewrite_shape(n, e, os[size_t(e)].value);
     set(y, Placement::shard(e));
+  }
+
+  // The Reshape target's entries where they are constants (nullopt where computed).
+  std::vector<std::optional<int64_t>> target_entries(Value* s, int64_t rank) {
+    std::vector<std::optional<int64_t>> r;
+    if (s->is_constant()) {
+      for (int64_t v : s->constant->to_i64_vector()) r.push_back(v);
+      return r;
+    }
+    Node* cat = pass_producer(s);
+    if (!cat || cat->op != "Concat") return std::vector<std::optional<int64_t>>(size_t(rank));
+    for (Value* piece : cat->inputs) {
+      if (!piece || piece->shape.size() != 1 || !piece->shape[0].known()) return std::vector<std::optional<int64_t>>(size_t(rank));
+      if (piece->is_constant()) for (int64_t v : piece->constant->to_i64_vector()) r.push_back(v);
+      else for (int64_t i = 0; i < piece->shape[0].value; ++i) r.push_back(std::nullopt);
+    }
+    return r;
   }
 
   // Makes position `e` of the Reshape's target shape the local size (global / tp).
@@ -624,6 +704,12 @@ class Sharder {
     auto perm = n->attr_ints("perm");
     int64_t R = rank(n->in(0));
     if (perm.empty()) for (int64_t i = R - 1; i >= 0; --i) perm.push_back(i);
+    const Shape& is = gshape(n->in(0));
+    if (is.size() == perm.size()) {
+      Shape os;
+      for (int64_t a : perm) os.push_back(is[size_t(a)]);
+      refined_[n->out(0)] = os;
+    }
     for (size_t i = 0; i < perm.size(); ++i)
       if (perm[i] == p.dim) { set(n->out(0), Placement::shard(int64_t(i))); return; }
     gather_all(n, "bad perm");
@@ -634,7 +720,8 @@ class Sharder {
     Value* k = n->in(1);
     Value* v = n->in(2);
     Placement pq = get(q), pk = get(k), pv = get(v);
-    auto heads = [](Value* t) { return t->shape[1]; };
+    auto heads = [&](Value* t) { return gshape(t).size() == 4 ? gshape(t)[1] : Dim(); };
+    refined_[n->out(0)] = gshape(q);
     if (pq == Placement::shard(1) && !(pk == pv)) {
       // Bring K and V to the same placement.
       if (pk.is_shard()) g_.set_input(n, 1, redistribute(k, Placement::replicate(), n));
@@ -644,6 +731,12 @@ class Sharder {
       v = n->in(2);
     }
     if (pq == Placement::shard(1) && (pk == Placement::shard(1) || pk.is_replicate()) && pk == pv) {
+      if ((!heads(q).known() || !heads(k).known()) && pk.is_shard()) {
+        // The reshapes that made the heads checked their divisibility.
+        note(n->describe() + ": head counts unknown at build time; Q/K/V sharded on heads by their reshapes");
+        set(n->out(0), Placement::shard(1));
+        return;
+      }
       if (!heads(q).known() || !heads(k).known()) return gather_all(n, "head counts unknown at build time");
       int64_t hq = heads(q).value, hkv = heads(k).value;
       if (hq % tp_ != 0) refuse(n, "query heads of '" + q->name + "' " + dims_of(q->shape) + " (" + std::to_string(hq) + ") are not divisible by tp=" + std::to_string(tp_));
@@ -677,7 +770,9 @@ class Sharder {
         int64_t hd = 1 - (4 - rank(m));
         if (pm.is_partial()) g_.set_input(n, 3, m = redistribute(m, Placement::replicate(), n)), pm = Placement::replicate();
         if (pm.is_shard() && !(pm.dim == hd)) g_.set_input(n, 3, m = redistribute(m, Placement::replicate(), n)), pm = Placement::replicate();
-        if (pm.is_replicate() && hd >= 0 && !(m->shape[size_t(hd)].known() && m->shape[size_t(hd)].value == 1))
+        if (pm.is_replicate() && hd >= 0 && !m->shape[size_t(hd)].known())
+          note(n->describe() + ": mask '" + m->name + "' has an unknown head dim; assumed 1 (broadcast over heads)");
+        else if (pm.is_replicate() && hd >= 0 && m->shape[size_t(hd)].value != 1)
           g_.set_input(n, 3, redistribute(m, Placement::shard(hd), n));
       }
       set(n->out(0), Placement::shard(1));
@@ -703,6 +798,7 @@ class Sharder {
       if (id >= 0 && !(c->shape[size_t(id)].known() && c->shape[size_t(id)].value == 1))
         g_.set_input(n, i, redistribute(c, Placement::shard(id), n));
     }
+    refined_[n->out(0)] = gshape(x);
     set(n->out(0), p);
   }
 

@@ -510,6 +510,7 @@ int main(int argc, char** argv) {
   for (auto& op : supported) {
     Counts k = per_op.count(op) ? per_op[op] : Counts{};
     int present = k.pass + k.fail + k.excl + k.unsup;
+    if (present == 0 && !filter.empty()) continue;  // a filtered run lists only what it ran
     std::printf("%-28s %6d %6d %6d %6d %8d%s\n", op.c_str(), k.pass, k.fail, k.excl, k.unsup, present,
                 present == 0 ? "   (no cases)" : (k.fail ? "   <-- failures" : ""));
   }

@@ -137,11 +137,11 @@ Graph make_mlp(int64_t batch, std::vector<int64_t> widths) {
 }
 
 dist::ShardingPlan mlp_plan() {
-  return dist::parse_plan_json(R"({"tp_plan": {
+  return dist::parse_plan_json(R"J({"tp_plan": {
       "in_proj":   {"style": "colwise", "input_layouts": "Shard(0)"},
       "out_proj":  {"style": "rowwise", "output_layouts": "Shard(0)"},
       "in_proj2":  {"style": "colwise", "input_layouts": "Shard(0)"},
-      "out_proj2": {"style": "rowwise", "output_layouts": "Shard(0)"}}})",
+      "out_proj2": {"style": "rowwise", "output_layouts": "Shard(0)"}}})J",
                                "mlp_plan.json");
 }
 
@@ -164,8 +164,8 @@ Engine build_rank(const std::function<Graph()>& make, const dist::ShardingPlan& 
 std::vector<std::map<std::string, Tensor>> run_ranks(std::vector<Engine>& engines, const std::vector<std::map<std::string, Tensor>>& feeds) {
   int n = int(engines.size());
   auto shared = std::make_shared<Shared>(n);
-  std::vector<std::map<std::string, Tensor>> outs(size_t(n));
-  std::vector<std::string> errors(size_t(n));
+  std::vector<std::map<std::string, Tensor>> outs{size_t(n)};
+  std::vector<std::string> errors{size_t(n)};
   std::vector<std::thread> th;
   for (int r = 0; r < n; ++r)
     th.emplace_back([&, r] {
@@ -225,9 +225,9 @@ TEST(ShardPlan, ParsesAndRoundTrips) {
   EXPECT_EQ(p.entries[1].input_or_default(), Placement::shard(-1));   // rowwise default
   auto q = dist::parse_plan_json(p.to_json(), "again");
   EXPECT_EQ(q.str(), p.str());
-  auto s = dist::parse_plan_json(R"({"tp_plan": {"*.norm": {"style": "sequence", "sequence_dim": 1},
+  auto s = dist::parse_plan_json(R"J({"tp_plan": {"*.norm": {"style": "sequence", "sequence_dim": 1},
       "x": {"style": "prepare_input", "input_layouts": ["Shard(0)"], "desired_input_layouts": "Replicate"},
-      "*.up": "colwise"}})", "f.json");
+      "*.up": "colwise"}})J", "f.json");
   EXPECT_EQ(s.str(), "  *.norm: sequence(sequence_dim=1)\n"
                      "  x: prepare_input(input_layouts=Shard(0), desired_input_layouts=Replicate)\n"
                      "  *.up: colwise()\n");
@@ -247,16 +247,16 @@ TEST(ShardPlan, ParseErrorsNameFileLineAndKey) {
   std::string m = msg("{\n  \"tp_plan\": {\n    \"a\": \"colwise\",\n  }\n}");
   EXPECT_NE(m.find("plan.json"), std::string::npos) << m;
   EXPECT_NE(m.find("line 4"), std::string::npos) << m;
-  m = msg(R"({"tp_plan": {"q": {"style": "colwize"}}})");
+  m = msg(R"J({"tp_plan": {"q": {"style": "colwize"}}})J");
   EXPECT_NE(m.find("tp_plan['q'].style"), std::string::npos) << m;
   EXPECT_NE(m.find("colwize"), std::string::npos) << m;
-  m = msg(R"({"tp_plan": {"q": {"style": "colwise", "output_layouts": "Shard(a)"}}})");
+  m = msg(R"J({"tp_plan": {"q": {"style": "colwise", "output_layouts": "Shard(a)"}}})J");
   EXPECT_NE(m.find("tp_plan['q'].output_layouts"), std::string::npos) << m;
-  m = msg(R"({"tp_plan": {"q": {"style": "colwise", "sequence_dim": 1}}})");
+  m = msg(R"J({"tp_plan": {"q": {"style": "colwise", "sequence_dim": 1}}})J");
   EXPECT_NE(m.find("tp_plan['q'].sequence_dim"), std::string::npos) << m;
-  m = msg(R"({"plan": {}})");
+  m = msg(R"J({"plan": {}})J");
   EXPECT_NE(m.find("tp_plan"), std::string::npos) << m;
-  m = msg(R"({"tp_plan": {"x": {"style": "prepare_input"}}})");
+  m = msg(R"J({"tp_plan": {"x": {"style": "prepare_input"}}})J");
   EXPECT_NE(m.find("prepare_input needs"), std::string::npos) << m;
 }
 
@@ -346,9 +346,9 @@ Graph make_attention(int64_t B, int64_t S, int64_t H, int64_t HKV, int64_t D, bo
 }
 
 dist::ShardingPlan attn_plan(bool kv) {
-  std::string s = R"({"tp_plan": {"q_proj": "colwise", )";
-  if (kv) s += R"("k_proj": "colwise", "v_proj": "colwise", )";
-  s += R"("o_proj": "rowwise"}})";
+  std::string s = R"J({"tp_plan": {"q_proj": "colwise", )J";
+  if (kv) s += R"J("k_proj": "colwise", "v_proj": "colwise", )J";
+  s += R"J("o_proj": "rowwise"}})J";
   return dist::parse_plan_json(s, "attn_plan.json");
 }
 
@@ -416,10 +416,14 @@ TEST(ShardPass, RefusesImpossiblePlans) {
   m = msg([] { return make_mlp(8, {12, 10, 8, 8, 4}); }, mlp_plan(), 4);
   EXPECT_NE(m.find("in_proj"), std::string::npos) << m;
   EXPECT_NE(m.find("(10)"), std::string::npos) << m;
-  // A style on a node it cannot apply to.
+  // Entries that apply to no node: named with their file and key.
   m = msg([] { return make_mlp(8, {12, 8, 8, 8, 4}); },
-          dist::parse_plan_json(R"({"tp_plan": {"y": "colwise", "*": {"style": "sequence"}}})", "p.json"), 2);
-  EXPECT_NE(m.find("matches this node"), std::string::npos) << m;
+          dist::parse_plan_json(R"J({"tp_plan": {"*": {"style": "sequence"}}})J", "p.json"), 2);
+  EXPECT_NE(m.find("p.json: tp_plan['*']"), std::string::npos) << m;
+  EXPECT_NE(m.find("matches no node it applies to"), std::string::npos) << m;
+  m = msg([] { return make_mlp(8, {12, 8, 8, 8, 4}); },
+          dist::parse_plan_json(R"J({"tp_plan": {"no_such_layer": "colwise"}})J", "p.json"), 2);
+  EXPECT_NE(m.find("no_such_layer"), std::string::npos) << m;
 }
 
 TEST(MultiRank, ManifestAndLaunchChecks) {

@@ -37,10 +37,22 @@ void reduce(const std::string& name, bool allow_int, bool allow_bool) {
       if (c.in_types[1] != DType::I64) c.fail("axes must be int64");
       const Tensor* ax = c.value(1);
       if (!ax) {
-        // Axes known only at run time: the rank is known when keepdims is on.
-        if (!keep) c.fail("axes must be a constant when keepdims=0");
-        Shape out(in.size(), dim_unknown());
-        c.set(0, t, out);
+        // Axes known only at run time: the rank is still known when keepdims is on, or
+        // from the number of axes when it is off (the IR has no shapes of unknown rank).
+        if (keep) {
+          c.set(0, t, Shape(in.size(), dim_unknown()));
+          return;
+        }
+        const Shape& as = c.in_shapes[1];
+        if (as.size() != 1 || !as[0].known())
+          c.fail("axes must be a constant, or of known length, when keepdims=0");
+        int64_t n = as[0].value;
+        if (n == 0) {
+          c.set(0, t, noop ? in : Shape{});
+          return;
+        }
+        if (n > r) c.fail("reduces " + std::to_string(n) + " axes of a rank-" + std::to_string(r) + " input");
+        c.set(0, t, Shape(size_t(r - n), dim_unknown()));
         return;
       }
       std::vector<int64_t> axes = ax->to_i64_vector();
