@@ -102,7 +102,8 @@ def main():
             model = make_model(name)
             onnx_path = os.path.join(exp_dir, name + ".onnx")
             if not (a.export_dir and os.path.exists(onnx_path)):
-                ids0 = torch.randint(0, 1000, shapes[0], dtype=torch.int64)
+                # The example batch is at least 2: torch.export specialises a dim of size 1.
+                ids0 = torch.randint(0, 1000, (max(2, shapes[0][0]), shapes[0][1]), dtype=torch.int64)
                 torch.onnx.export(model, (ids0,), onnx_path, dynamo=True, input_names=["input_ids"],
                                   output_names=["out"],
                                   dynamic_shapes={"input_ids": {0: torch.export.Dim("batch"),

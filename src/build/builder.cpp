@@ -248,6 +248,10 @@ std::string Engine::inspect(bool as_json) const {
     << " intermediates (" << impl_->memory.unplanned_bytes_sum << " bytes without sharing), "
     << impl_->memory.aliases.size() << " views; weights " << impl_->weight_bytes << " bytes\n";
   o << "passes:\n" << impl_->build_settings["passes"] << "\n";
+  // Per-rank engines (build/multi_rank.cpp): placements, collectives with message sizes.
+  if (impl_->build_settings.count("parallel"))
+    o << "parallel (mesh " << impl_->build_settings["mesh"] << ", tp index " << impl_->build_settings["tp_index"] << "):\n"
+      << impl_->build_settings["parallel"];
   return o.str();
 }
 

@@ -164,8 +164,14 @@ class Sharder {
     for (auto& n : g_.nodes)
       if (dist::is_collective_op(n->op)) {
         Value* x = n->in(0);
-        std::string bytes = "? bytes";
-        if (x && shape_known(x->shape)) bytes = std::to_string(numel(shape_dims(x->shape)) * int64_t(dtype_size(x->dtype))) + " bytes";
+        // Message size: exact when the shape is known, else bytes per unit of the symbolic dims.
+        int64_t known = int64_t(dtype_size(x->dtype));
+        std::string syms;
+        for (auto& d : x->shape) {
+          if (d.known()) known *= d.value;
+          else syms += (syms.empty() ? "" : "*") + d.str();
+        }
+        std::string bytes = std::to_string(known) + " bytes" + (syms.empty() ? "" : " x " + syms);
         std::string ax = n->has_attr("axis") ? " axis " + std::to_string(n->attr_i("axis")) : "";
         res_.collectives.push_back(n->op.substr(8) + " '" + n->name + "' (group " + n->attr_s("group", "tp") + ax + ") " +
                                    dtype_name(x->dtype) + shape_str(x->shape) + " " + bytes);
@@ -571,6 +577,12 @@ class Sharder {
       if (!v || !get(v).is_replicate()) continue;
       int64_t id = *sd - (R - rank(v));
       if (id < 0 || (v->shape[size_t(id)].known() && v->shape[size_t(id)].value == 1)) continue;  // broadcast
+      if (!v->shape[size_t(id)].known() && !v->is_constant()) {
+        // Unknown at build time (an attention mask computed from the inputs): taken to
+        // broadcast along the sharded dim, as masks over heads do.
+        note(n->describe() + ": '" + v->name + "' " + dims_of(v->shape) + " assumed to broadcast along dim " + std::to_string(id));
+        continue;
+      }
       g_.set_input(n, i, redistribute(v, Placement::shard(id), n));
     }
     for (Value* o : n->outputs) if (o) set(o, Placement::shard(*sd));

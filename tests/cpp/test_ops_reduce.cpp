@@ -320,8 +320,14 @@ TEST(ReduceSchema, SymbolicAndUnknownAxes) {
   Node* d = g.add_node("ReduceSum", "d", {x, dyn}, {"z"});
   infer_node(g, *d);
   EXPECT_EQ(d->outputs[0]->shape.size(), 3u);  // rank known, dims not
+  // keepdims=0 with run-time axes: the rank follows from the number of axes.
   Node* d0 = g.add_node("ReduceSum", "d0", {x, dyn}, {"z0"}, {{"keepdims", i64(0)}});
-  EXPECT_THROW(infer_node(g, *d0), GraphError);
+  infer_node(g, *d0);
+  EXPECT_EQ(d0->outputs[0]->shape.size(), 2u);
+  // ... and cannot be known when the number of axes is not.
+  Value* dyn_n = g.add_input("dyn_n", DType::I64, {Dim::symbol("n")});
+  Node* d1 = g.add_node("ReduceSum", "d1", {x, dyn_n}, {"z1"}, {{"keepdims", i64(0)}});
+  EXPECT_THROW(infer_node(g, *d1), GraphError);
   Value* k = g.add_input("k", DType::I64, {Dim(1)});
   Node* tk = g.add_node("TopK", "tk", {x, k}, {"v", "i"});
   infer_node(g, *tk);

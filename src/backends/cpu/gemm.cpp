@@ -89,6 +89,20 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
               int(std::max<int64_t>(1, ldc)));
 }
 
+void gemm_f32_epilogue(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                       int64_t ldc, const GemmEpilogue& epi) {
+  if (M <= 0 || N <= 0) return;
+  if (K > 0 && have_avx512_gemm()) {
+    gemm_f32_avx512(trans_a, trans_b, M, N, K, alpha, A, std::max<int64_t>(1, lda), B, std::max<int64_t>(1, ldb),
+                    beta, C, ldc, &epi);
+    return;
+  }
+  gemm_f32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (epi)
+    parallel_for(M, std::max<int64_t>(1, 16384 / N), [&](int64_t b, int64_t e) { epi(b, e, 0, N); });
+}
+
 void gemm_typed(DType t, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const void* A, int64_t lda, const void* B, int64_t ldb, float beta, void* C,
                 int64_t ldc) {

@@ -1,17 +1,18 @@
 // fp32 GEMM with AVX-512 for CPUs that have it (the rest of the build targets x86-64-v3, so
-// this file's functions carry their own target attribute and run only after a CPU check).
+// this file compiles its kernels under a target pragma and runs them only after a CPU check).
 //
 // Why not OpenBLAS here: the distribution's OpenBLAS picks its Haswell (AVX2) kernels on
 // CPUs it does not know (recent AMD EPYC among them), which halves the FMA width, and its
 // own thread pool competes with the OpenMP pool the other kernels use. This GEMM runs on
-// the OpenMP pool through parallel_for (so a GEMM inside a parallel region, e.g. one item
+// the OpenMP pool (so a GEMM inside a parallel region, e.g. one item
 // of a batch, stays on its thread).
 //
-// Layout: Goto/BLIS blocking with row-major C and vectors along N. The micro-kernel keeps
+// Layout: BLIS-style blocking with row-major C and vectors along N. The micro-kernel keeps
 // an 8 x 48 tile of C in 24 zmm registers; per k it loads 3 vectors of packed B and
-// broadcasts 8 values of packed A. Loops: jc (NC columns) -> pc (KC of K; B block packed,
-// ~KC*NC*4 bytes stays in L2) -> ic (MC rows; A block packed) -> ir (one 8-row A
-// micro-panel, in L1) -> jr (48-column B micro-panels streamed from L2).
+// broadcasts 8 values of packed A. op(A) is packed once per call (all K slices, 8-row
+// panels); C is cut into tasks (row range x column range) taken dynamically by the threads.
+// In a task: for each K slice (KC), for each 48-column B micro-panel (packed into an
+// L1-sized buffer while the next panel's source is prefetched), every 8-row A panel.
 #include "backends/cpu/gemm_avx512.h"
 
 #include <immintrin.h>
@@ -37,9 +38,9 @@ namespace {
 
 constexpr int64_t MR = 8;
 constexpr int64_t NR = 48;
-constexpr int64_t KC = 256;  // B micro-panel 48 KiB is streamed; A micro-panel 8 KiB in L1
-constexpr int64_t NC = 768;  // B block KC x NC = 768 KiB: within the 1 MiB L2 of one core
-constexpr int64_t MC = 192;  // A block MC x KC = 192 KiB
+constexpr int64_t KC = 256;  // B micro-panel KC x NR = 48 KiB, mostly in L1
+constexpr int64_t NC = 768;  // widest column range of one task
+constexpr int64_t MC = 192;  // rows a task packs itself when op(A) is not packed once
 
 struct AlignedBuf {
   float* p = nullptr;
@@ -62,7 +63,11 @@ void pack_a(bool ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_
   for (int64_t r0 = 0; r0 < mc; r0 += MR) {
     const int64_t mr = std::min(MR, mc - r0);
     float* d = dst + r0 * kc;
-    if (!ta) {
+    if (!ta && mr == MR) {
+      const float* src = A + (i0 + r0) * lda + p0;
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t i = 0; i < MR; ++i) d[k * MR + i] = src[i * lda + k];
+    } else if (!ta) {
       for (int64_t i = 0; i < mr; ++i) {
         const float* src = A + (i0 + r0 + i) * lda + p0;
         for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = src[k];
@@ -155,65 +160,147 @@ void micro_kernel(int64_t kc, const float* __restrict Ap,
   }
 }
 
-// One thread's share: C[i0:i1, j0:j1].
-void gemm_block(bool ta, bool tb, int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K, float alpha,
-                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+// The plan of one GEMM: C is cut into tasks of (row panels) x (column panels), handed to
+// the threads dynamically (a core taken away by another process then costs only its share
+// of the unfinished tasks, not a whole static half). op(A) is packed once for all tasks
+// when it fits in kSharedA floats; otherwise each task packs its rows per K slice.
+constexpr int64_t kSharedA = int64_t(8) << 20;
+
+struct Plan {
+  bool ta, tb;
+  int64_t M, N, K;
+  float alpha, beta;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float* C;
+  int64_t ldc;
+  const GemmEpilogue* epi;
+  int64_t Mp;               // M rounded up to MR
+  const float* a_shared;    // packed op(A), K slice pc at pc * Mp, or null
+  int64_t mpan, npan, rows_per, cols_per, mtasks, ntasks;
+};
+
+// Prefetches (into L2) part `part` of `parts` of the source lines of op(B)'s micro-panel
+// [p0, p0+kc) x [c0, c0+nr): the packing of the next panel then reads from cache instead of
+// stalling on DRAM, its load overlapped with the current panel's FMAs.
+inline void prefetch_b_part(const Plan& p, int64_t p0, int64_t kc, int64_t c0, int64_t nr, int64_t part,
+                            int64_t parts) {
+  if (!p.tb) {
+    const int64_t r0 = kc * part / parts, r1 = kc * (part + 1) / parts;
+    for (int64_t k = r0; k < r1; ++k) {
+      const char* row = reinterpret_cast<const char*>(p.B + (p0 + k) * p.ldb + c0);
+      for (int64_t off = 0; off < nr * 4; off += 64) _mm_prefetch(row + off, _MM_HINT_T1);
+    }
+  } else {
+    const int64_t r0 = nr * part / parts, r1 = nr * (part + 1) / parts;
+    for (int64_t j = r0; j < r1; ++j) {
+      const char* row = reinterpret_cast<const char*>(p.B + (c0 + j) * p.ldb + p0);
+      for (int64_t off = 0; off < kc * 4; off += 64) _mm_prefetch(row + off, _MM_HINT_T1);
+    }
+  }
+}
+
+// One task: C[i0:i1, j0:j1]. BLIS order inside: for each K slice, for each 48-column B
+// micro-panel (packed into an L1-sized buffer), every 8-row A micro-panel of the task.
+void run_task(const Plan& p, int64_t t) {
   static thread_local AlignedBuf abuf, bbuf;
-  const int64_t kc_max = std::min(KC, K);
-  float* bp = bbuf.get(size_t(kc_max * ((std::min(NC, j1 - j0) + NR - 1) / NR * NR)));
-  float* ap = abuf.get(size_t(kc_max * ((std::min(MC, i1 - i0) + MR - 1) / MR * MR)));
-  for (int64_t jc = j0; jc < j1; jc += NC) {
-    const int64_t nc = std::min(NC, j1 - jc);
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = std::min(KC, K - pc);
-      const float b_eff = pc == 0 ? beta : 1.f;
-      pack_b(tb, B, ldb, pc, kc, jc, nc, bp);
-      for (int64_t ic = i0; ic < i1; ic += MC) {
-        const int64_t mc = std::min(MC, i1 - ic);
-        pack_a(ta, A, lda, ic, mc, pc, kc, ap);
-        for (int64_t ir = 0; ir < mc; ir += MR) {
-          const float* a = ap + ir * kc;
-          for (int64_t jr = 0; jr < nc; jr += NR)
-            micro_kernel(kc, a, bp + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir),
-                         std::min(NR, nc - jr), alpha, b_eff);
-        }
+  const int64_t ti = t / p.ntasks, tj = t % p.ntasks;
+  const int64_t i0 = ti * p.rows_per * MR, i1 = std::min(p.M, (ti + 1) * p.rows_per * MR);
+  const int64_t j0 = tj * p.cols_per * NR, j1 = std::min(p.N, (tj + 1) * p.cols_per * NR);
+  if (i0 >= i1 || j0 >= j1) return;
+  const int64_t kc_max = std::min(KC, p.K);
+  float* bp = bbuf.get(size_t(kc_max * NR));
+  float* ap_own = p.a_shared ? nullptr : abuf.get(size_t(kc_max * ((i1 - i0 + MR - 1) / MR * MR)));
+  const int64_t row_panels = (i1 - i0 + MR - 1) / MR;
+  for (int64_t pc = 0; pc < p.K; pc += KC) {
+    const int64_t kc = std::min(KC, p.K - pc);
+    const float b_eff = pc == 0 ? p.beta : 1.f;
+    const float* ap;
+    if (p.a_shared) {
+      ap = p.a_shared + pc * p.Mp + i0 * kc;
+    } else {
+      pack_a(p.ta, p.A, p.lda, i0, i1 - i0, pc, kc, ap_own);
+      ap = ap_own;
+    }
+    for (int64_t jr = j0; jr < j1; jr += NR) {
+      const int64_t nr = std::min(NR, j1 - jr);
+      pack_b(p.tb, p.B, p.ldb, pc, kc, jr, nr, bp);
+      // The next panel of this task: the next columns, else the first of the next K slice.
+      int64_t np0 = pc, nj = jr + NR, nkc = kc;
+      if (nj >= j1) { np0 = pc + KC; nj = j0; nkc = std::min(KC, p.K - np0); }
+      const bool pf = np0 < p.K;
+      const int64_t nnr = std::min(NR, j1 - nj);
+      int64_t part = 0;
+      for (int64_t ir = i0; ir < i1; ir += MR, ++part) {
+        if (pf) prefetch_b_part(p, np0, nkc, nj, nnr, part, row_panels);
+        micro_kernel(kc, ap + (ir - i0) * kc, bp, p.C + ir * p.ldc + jr, p.ldc, std::min(MR, i1 - ir), nr,
+                     p.alpha, b_eff);
       }
     }
   }
+  if (p.epi && *p.epi) (*p.epi)(i0, i1, j0, j1);
 }
 
 }  // namespace
 
 void gemm_f32_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  // Split the output over the threads: by column ranges (multiples of NR) when N is wide
-  // enough, else by row ranges (multiples of MR). Each thread packs its own operands.
+                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                     const GemmEpilogue* epi) {
   int nt = 1;
 #ifdef _OPENMP
   if (!omp_in_parallel()) nt = omp_get_max_threads();
 #endif
   const double flops = double(M) * double(N) * double(K);
-  if (flops < 2.0e5) nt = 1;  // a parallel region costs a few microseconds
-  const int64_t npan = (N + NR - 1) / NR, mpan = (M + MR - 1) / MR;
-  int64_t tn = std::min<int64_t>(nt, npan);
-  int64_t tm = std::max<int64_t>(1, std::min<int64_t>(nt / std::max<int64_t>(tn, 1), mpan));
-  // Few column panels but many rows: rows split better (e.g. N = 64 attention outputs).
-  if (npan < 2 * nt && mpan >= 2 * nt) { tn = 1; tm = std::min<int64_t>(nt, mpan); }
-  const int64_t tasks = tn * tm;
-  if (tasks <= 1) {
-    gemm_block(trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (flops < 4.0e5) nt = 1;  // a parallel region costs a few microseconds
+  Plan p{trans_a, trans_b, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, epi, 0, nullptr, 0, 0, 0, 0, 0, 0};
+  p.Mp = (M + MR - 1) / MR * MR;
+  p.mpan = p.Mp / MR;
+  p.npan = (N + NR - 1) / NR;
+  const int64_t max_cols = NC / NR;
+  if (nt == 1) {
+    p.cols_per = max_cols;
+    p.rows_per = p.mpan;
+  } else {
+    // About 4 tasks per thread: columns first (each task repacks only its B columns).
+    const int64_t want = 4 * int64_t(nt);
+    p.cols_per = std::clamp<int64_t>(p.npan / want, 1, max_cols);
+    const int64_t nch = (p.npan + p.cols_per - 1) / p.cols_per;
+    const int64_t mch = nch >= want ? 1 : std::min<int64_t>(p.mpan, (want + nch - 1) / nch);
+    p.rows_per = (p.mpan + mch - 1) / mch;
+  }
+  const bool share_a = p.Mp * K <= kSharedA;
+  if (!share_a) p.rows_per = std::min<int64_t>(p.rows_per, MC / MR);
+  p.ntasks = (p.npan + p.cols_per - 1) / p.cols_per;
+  p.mtasks = (p.mpan + p.rows_per - 1) / p.rows_per;
+  const int64_t tasks = p.ntasks * p.mtasks;
+
+  static thread_local AlignedBuf shared;
+  if (share_a) {
+    float* ap = shared.get(size_t(p.Mp * K));
+    p.a_shared = ap;
+    // K slices x row panels; packing is cheap next to the GEMM, split only when large.
+    const int64_t kslices = (K + KC - 1) / KC;
+    auto pack = [&](int64_t u) {
+      const int64_t pc = (u / p.mpan) * KC, r0 = (u % p.mpan) * MR;
+      const int64_t kc = std::min(KC, K - pc);
+      pack_a(trans_a, A, lda, r0, std::min(MR, M - r0), pc, kc, ap + pc * p.Mp + r0 * kc);
+    };
+    const int64_t units = kslices * p.mpan;
+    if (nt > 1 && p.Mp * K >= (int64_t(1) << 16)) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+      for (int64_t u = 0; u < units; ++u) pack(u);
+    } else {
+      for (int64_t u = 0; u < units; ++u) pack(u);
+    }
+  }
+  if (nt == 1 || tasks == 1) {
+    for (int64_t t = 0; t < tasks; ++t) run_task(p, t);
     return;
   }
-  parallel_for(tasks, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t ti = t / tn, tj = t % tn;
-      const int64_t pj0 = npan * tj / tn, pj1 = npan * (tj + 1) / tn;
-      const int64_t pi0 = mpan * ti / tm, pi1 = mpan * (ti + 1) / tm;
-      const int64_t j0 = pj0 * NR, j1 = std::min(N, pj1 * NR);
-      const int64_t i0 = pi0 * MR, i1 = std::min(M, pi1 * MR);
-      if (i0 < i1 && j0 < j1) gemm_block(trans_a, trans_b, i0, i1, j0, j1, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    }
-  });
+#pragma omp parallel for num_threads(int(std::min<int64_t>(nt, tasks))) schedule(dynamic, 1)
+  for (int64_t t = 0; t < tasks; ++t) run_task(p, t);
 }
 
 #pragma GCC pop_options
