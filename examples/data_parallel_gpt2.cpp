@@ -1,6 +1,6 @@
 // Data parallelism on a GPT-2: every rank builds the same GPT-2 (124M shape by default: 12
 // layers, 768 wide, 12 heads, vocabulary 50257, 1024 positions; deterministic weights from a
-// seeded generator, GPT-2's initialisation) with the Network API — embedding Gathers,
+// seeded generator) with the Network API — embedding Gathers,
 // LayerNorms, shardrt.Linear, causal shardrt.Attention, tanh Gelu, residual Adds and an LM head
 // tied to the token embedding — and serves a list of prompts (token ids) with greedy generation.
 // Rank 0 broadcasts the prompts; each rank takes a contiguous slice of them (the first ranks
@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "dist/bootstrap.h"
+#include "ir/graph.h"
 #include "shardrt/engine.h"
 #include "shardrt/network.h"
 
@@ -79,13 +80,14 @@ Graph make_gpt2(const Config& c) {
   Network net("data_parallel_gpt2");
   const int64_t E = c.hidden, H = c.heads, D = c.hidden / c.heads;
   uint32_t seed = c.seed;
-  // GPT-2's initialisation: N(0, 0.02) matrices (residual projections scaled by
-  // 1/sqrt(2·layers)), N(0, 0.01) positions, zero biases, LayerNorm scale 1 and shift 0.
-  const float proj_std = 0.02f / std::sqrt(2.f * float(c.layers));
+  // Embeddings as GPT-2 initialises them (N(0, 0.02) tokens, N(0, 0.01) positions), zero
+  // biases, LayerNorm scale 1 and shift 0. The layers' matrices are N(0, 1/in) rather than
+  // GPT-2's N(0, 0.02): with those, an untrained model's residual stream stays close to the
+  // token embedding and the tied head just repeats the last token, which makes a poor check.
   auto zeros = [&](const std::string& n, int64_t k) { return net.weight(n, filled_tensor({k}, 0.f)); };
   auto ones = [&](const std::string& n, int64_t k) { return net.weight(n, filled_tensor({k}, 1.f)); };
-  auto matrix = [&](const std::string& n, int64_t out, int64_t in, float sd) {
-    return net.weight(n, normal_tensor({out, in}, seed++, sd));
+  auto matrix = [&](const std::string& n, int64_t out, int64_t in, float sd = 0.f) {
+    return net.weight(n, normal_tensor({out, in}, seed++, sd > 0.f ? sd : 1.f / std::sqrt(float(in))));
   };
   auto layer_norm = [&](ITensor x, const std::string& n) {
     return net.layer_norm(x, ones(n + ".weight", E), zeros(n + ".bias", E), 1e-5f, n);
@@ -102,21 +104,21 @@ Graph make_gpt2(const Config& c) {
     // Attention: [1, S, E] → heads [1, H, S, D] → causal attention → merged → projection.
     ITensor a = layer_norm(x, p + "ln_1");
     auto heads = [&](const std::string& n) {
-      ITensor y = net.linear(a, matrix(p + n + ".weight", E, E, 0.02f), zeros(p + n + ".bias", E), Activation::None, p + n);
+      ITensor y = net.linear(a, matrix(p + n + ".weight", E, E), zeros(p + n + ".bias", E), Activation::None, p + n);
       return net.transpose(net.reshape(y, {0, -1, H, D}, p + n + "/heads"), {0, 2, 1, 3}, p + n + "/bhsd");
     };
     ITensor q = heads("attn.q_proj"), k = heads("attn.k_proj"), v = heads("attn.v_proj");
     ITensor o = net.attention(q, k, v, {}, /*causal=*/true, 0.f, p + "attn");
     o = net.reshape(net.transpose(o, {0, 2, 1, 3}, p + "attn/bshd"), {0, -1, E}, p + "attn/merge");
-    o = net.linear(o, matrix(p + "attn.c_proj.weight", E, E, proj_std), zeros(p + "attn.c_proj.bias", E),
+    o = net.linear(o, matrix(p + "attn.c_proj.weight", E, E), zeros(p + "attn.c_proj.bias", E),
                    Activation::None, p + "attn.c_proj");
     x = net.add(x, o, p + "attn/residual");
     // MLP: E → 4E (tanh Gelu) → E.
     ITensor m = layer_norm(x, p + "ln_2");
-    m = net.linear(m, matrix(p + "mlp.c_fc.weight", 4 * E, E, 0.02f), zeros(p + "mlp.c_fc.bias", 4 * E),
+    m = net.linear(m, matrix(p + "mlp.c_fc.weight", 4 * E, E), zeros(p + "mlp.c_fc.bias", 4 * E),
                    Activation::None, p + "mlp.c_fc");
     m = net.gelu(m, /*tanh_approx=*/true, p + "mlp.gelu");
-    m = net.linear(m, matrix(p + "mlp.c_proj.weight", E, 4 * E, proj_std), zeros(p + "mlp.c_proj.bias", E),
+    m = net.linear(m, matrix(p + "mlp.c_proj.weight", E, 4 * E), zeros(p + "mlp.c_proj.bias", E),
                    Activation::None, p + "mlp.c_proj");
     x = net.add(x, m, p + "mlp/residual");
   }
@@ -214,7 +216,7 @@ Config parse_args(int argc, char** argv, std::vector<Prompt>& prompts) {
 std::vector<Prompt> broadcast_prompts(dist::Communicator& comm, const std::vector<Prompt>& given) {
   int64_t n = int64_t(given.size());
   comm.broadcast(&n, 1, DType::I64, 0, {"", "Broadcast"});
-  std::vector<int64_t> lengths(size_t(n));
+  std::vector<int64_t> lengths(static_cast<size_t>(n));
   for (int64_t i = 0; comm.rank() == 0 && i < n; ++i) lengths[size_t(i)] = int64_t(given[size_t(i)].size());
   comm.broadcast(lengths.data(), n, DType::I64, 0, {"", "Broadcast"});
   int64_t total = 0;
@@ -245,7 +247,7 @@ int main(int argc, char** argv) {
 
     // Contiguous slices: rank r takes prompts [first[r], first[r] + count[r]); the first
     // n_prompts % ranks ranks take one more.
-    std::vector<int64_t> count(size_t(ranks)), first(size_t(ranks));
+    std::vector<int64_t> count(static_cast<size_t>(ranks)), first(static_cast<size_t>(ranks));
     for (int r = 0, at = 0; r < ranks; ++r) {
       count[size_t(r)] = n_prompts / ranks + (r < n_prompts % ranks ? 1 : 0);
       first[size_t(r)] = at;
@@ -261,7 +263,7 @@ int main(int argc, char** argv) {
     const double build_s = seconds_since(t0);
     if (rank == 0)
       std::printf("GPT-2 (%lld layers, hidden %lld, %lld heads, vocab %lld, %lld positions; %.1f M parameters), "
-                  "%lld prompts over %d ranks, %lld new tokens each; engine built in %.2f s\n",
+                  "%lld prompts over %d ranks, %lld new tokens each; weights made and engine built in %.2f s\n",
                   (long long)c.layers, (long long)c.hidden, (long long)c.heads, (long long)c.vocab,
                   (long long)c.positions, double(engine.weight_bytes()) / 4e6, (long long)n_prompts, ranks,
                   (long long)c.new_tokens, build_s);
@@ -281,7 +283,7 @@ int main(int argc, char** argv) {
     // Gather every rank's tokens (rank order is prompt order); ranks with no prompt send 0.
     std::vector<int64_t> counts;
     for (int64_t k : count) counts.push_back(k * c.new_tokens);
-    std::vector<int64_t> all(size_t(n_prompts * c.new_tokens));
+    std::vector<int64_t> all(static_cast<size_t>(n_prompts * c.new_tokens));
     world->all_gather(mine.data(), all.data(), counts, DType::I64, {"", "AllGather"});
     double slowest = gen_s;
     world->all_reduce(&slowest, &slowest, 1, DType::F64, dist::ReduceOp::Max, {"", "AllReduce"});

@@ -130,6 +130,7 @@ void micro_kernel(int64_t kc, const float* __restrict Ap,
   __m512 c0[MR], c1[MR], c2[MR];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = c2[i] = _mm512_setzero_ps();
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16), b2 = _mm512_load_ps(Bp + 32);
 #pragma GCC unroll 8
@@ -269,6 +270,14 @@ void gemm_f32_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     const int64_t nch = (p.npan + p.cols_per - 1) / p.cols_per;
     const int64_t mch = nch >= want ? 1 : std::min<int64_t>(p.mpan, (want + nch - 1) / nch);
     p.rows_per = (p.mpan + mch - 1) / mch;
+  }
+  if (K > KC) {
+    // Every K slice rewrites the task's block of C: keep that block (~384 KiB) in L2, or
+    // with many rows (M = 512 and a 50k-wide N: a 100 MB C) each slice goes to DRAM again.
+    constexpr int64_t c_budget = 96 * 1024;  // floats
+    p.cols_per = std::clamp<int64_t>(c_budget / (p.rows_per * MR * NR), 1, p.cols_per);
+    if (p.rows_per * MR * p.cols_per * NR > c_budget)
+      p.rows_per = std::max<int64_t>(1, c_budget / (p.cols_per * NR * MR));
   }
   const bool share_a = p.Mp * K <= kSharedA;
   if (!share_a) p.rows_per = std::min<int64_t>(p.rows_per, MC / MR);

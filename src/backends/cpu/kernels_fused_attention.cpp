@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/elementwise_impl.h"
 #include "backends/cpu/gemm.h"
 
 namespace shardrt::cpu {
@@ -250,28 +251,45 @@ void attention_kernel(KernelCtx& c) {
         float* s = scores.data() + h * blk * Skv + r * Skv;
         const int64_t lim = causal ? std::clamp<int64_t>(i + off + 1, 0, ncols) : ncols;
         const int64_t mrow = b * mst[0] + hh * mst[1] + i * mst[2];
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < ncols; ++j) {
-          float x = s[j];
-          if (j >= lim) x = -std::numeric_limits<float>::infinity();
-          else if (mb) { if (!mb[mrow + j * mst[3]]) x = -std::numeric_limits<float>::infinity(); }
-          else if (!mf.empty()) x += mf[size_t(mrow + j * mst[3])];
-          s[j] = x;
-          mx = std::max(mx, x);
+        constexpr float ninf = -std::numeric_limits<float>::infinity();
+        // Separate loops without branches inside (mask, max, exp-and-sum, scale), so that
+        // each vectorises; exp is the branch-free fast_expf (about 1 ulp).
+        if (mb) {
+          const uint8_t* m = mb + mrow;
+          const int64_t st = mst[3];
+          for (int64_t j = 0; j < lim; ++j) s[j] = m[j * st] ? s[j] : ninf;
+        } else if (!mf.empty()) {
+          const float* m = mf.data() + mrow;
+          const int64_t st = mst[3];
+          if (st == 1)
+            for (int64_t j = 0; j < lim; ++j) s[j] += m[j];
+          else
+            for (int64_t j = 0; j < lim; ++j) s[j] += m[j * st];
         }
-        if (mx == -std::numeric_limits<float>::infinity()) {
+        // Reductions in 16 independent lanes: fp max/add chains do not vectorise otherwise.
+        float lane[16];
+        int64_t j = 0;
+        for (int k = 0; k < 16; ++k) lane[k] = ninf;
+        for (; j + 16 <= lim; j += 16)
+          for (int k = 0; k < 16; ++k) lane[k] = s[j + k] > lane[k] ? s[j + k] : lane[k];
+        float mx = ninf;
+        for (int k = 0; k < 16; ++k) mx = lane[k] > mx ? lane[k] : mx;
+        for (; j < lim; ++j) mx = s[j] > mx ? s[j] : mx;
+        if (mx == ninf) {
           // No key visible (or all masked by -inf): the op defines a zero row.
           std::fill(s, s + ncols, 0.f);
           continue;
         }
+        for (j = 0; j < lim; ++j) s[j] = fast_expf(s[j] - mx);
+        for (int k = 0; k < 16; ++k) lane[k] = 0.f;
+        for (j = 0; j + 16 <= lim; j += 16)
+          for (int k = 0; k < 16; ++k) lane[k] += s[j + k];
         float sum = 0;
-        for (int64_t j = 0; j < ncols; ++j) {
-          float e = std::exp(s[j] - mx);
-          s[j] = e;
-          sum += e;
-        }
+        for (int k = 0; k < 16; ++k) sum += lane[k];
+        for (; j < lim; ++j) sum += s[j];
         const float inv = 1.0f / sum;
-        for (int64_t j = 0; j < ncols; ++j) s[j] *= inv;
+        for (int64_t j = 0; j < lim; ++j) s[j] *= inv;
+        for (int64_t j = lim; j < ncols; ++j) s[j] = 0.f;  // keys past the causal limit
       }
     });
     if (ncols > 0) {
