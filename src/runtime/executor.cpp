@@ -37,6 +37,29 @@ struct ExecutionContext::Impl {
   std::vector<double> layer_ms;  // per step, summed over profiled runs
   int profiled_runs = 0;  // fill arena slots with 0xff before each kernel (tests)
 
+  // Values without an arena slot (graph outputs, data-dependent sizes): the last run's
+  // buffer per value, reused when nobody else holds it any more. A fresh allocation of a
+  // big output (GPT-2's logits at 4 x 128 are 100 MB) costs a page fault per 4 KiB and the
+  // kernel's zeroing on every run: a third of the LM head's time.
+  std::vector<std::shared_ptr<void>> own_buf;
+  std::vector<size_t> own_bytes;
+
+  Tensor own_output(size_t v, DType t, const Dims& d, size_t need) {
+    if (own_buf.size() < env.size()) {
+      own_buf.resize(env.size());
+      own_bytes.resize(env.size(), 0);
+    }
+    auto& b = own_buf[v];
+    if (!b || b.use_count() != 1 || own_bytes[v] < need) {
+      if (need == 0) return Tensor(t, d);
+      void* p = std::aligned_alloc(64, (need + 63) / 64 * 64);
+      if (!p) throw Error("out of memory: an output needs " + std::to_string(need) + " bytes");
+      b = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+      own_bytes[v] = need;
+    }
+    return Tensor(t, d, b.get(), b);
+  }
+
   dist::Communicator* comm = nullptr;  // borrowed; null outside a distributed run
 
   explicit Impl(const Engine::Impl& eng, dist::Communicator* c = nullptr) : e(eng), comm(c) {
@@ -144,7 +167,8 @@ struct ExecutionContext::Impl {
           if (poison) std::memset(p, 0xff, need);
           t = Tensor(types[o], dims[o], p, arena);
         } else {
-          t = Tensor(types[o], dims[o]);
+          t = Tensor();  // drop this context's reference to the previous run's tensor first
+          t = own_output(size_t(s.out[o]), types[o], dims[o], need);
           if (poison && need) std::memset(t.raw(), 0xff, need);
         }
         c.out.push_back(&t);
