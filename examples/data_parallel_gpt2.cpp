@@ -11,18 +11,30 @@
 //
 // There is no KV cache yet: every new token re-runs the engine on the whole sequence so far
 // (the engine's sequence dim is dynamic), so a step costs O(sequence) rather than O(1) layers
-// of work. Loading a Hugging Face checkpoint is not supported yet.
+// of work.
+//
+// --checkpoint DIR loads a Hugging Face GPT-2 instead (GPT2LMHeadModel saved with
+// save_pretrained: config.json and model.safetensors, or sharded model-0000x-of-0000y.safetensors
+// with model.safetensors.index.json; fp32, fp16 or bf16 weights, computed in fp32). The shape
+// comes from config.json (n_layer, n_embd, n_head, vocab_size, n_positions,
+// layer_norm_epsilon), so the shape options are refused with it. GPT-2's Conv1D weights are
+// [in, out] (y = x·W + b) and feed shardrt.Linear with trans_b 0; c_attn's 3·n_embd columns
+// split into Q, K and V. Each rank memory-maps the files.
 //
 //   mpirun -n 2 data_parallel_gpt2                          (124M shape, built-in prompts)
 //   mpirun -n 3 data_parallel_gpt2 --layers 2 --hidden 64 --heads 4 --vocab 1000 --positions 64
+//   mpirun -n 2 data_parallel_gpt2 --checkpoint gpt2-dir --prompt 464,2068,7586 --new-tokens 16
 //   options: --layers N --hidden N --heads N --vocab N --positions N --new-tokens N (default 8)
 //            --seed N --prompt 1,2,3 (repeat for more prompts; default: 5 built-in prompts)
+//            --checkpoint DIR (Hugging Face GPT-2; replaces the shape options and --seed)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
@@ -32,6 +44,7 @@
 #include "ir/graph.h"
 #include "shardrt/engine.h"
 #include "shardrt/network.h"
+#include "util/safetensors.h"
 
 using namespace shardrt;
 
@@ -41,6 +54,9 @@ struct Config {
   int64_t layers = 12, hidden = 768, heads = 12, vocab = 50257, positions = 1024;
   int64_t new_tokens = 8;
   uint32_t seed = 1234;
+  int64_t inner = 0;  // MLP width; 0: 4 × hidden
+  float layer_norm_eps = 1e-5f;
+  std::string checkpoint;  // Hugging Face GPT-2 directory; empty: seeded weights
 };
 
 using Prompt = std::vector<int64_t>;
@@ -74,52 +90,107 @@ Tensor filled_tensor(Dims d, float v) {
   return t;
 }
 
+// A Hugging Face GPT-2 checkpoint's tensors, as fp32 with their shapes checked. Names may
+// carry GPT2LMHeadModel's "transformer." prefix or not (GPT2Model saves them without).
+class Gpt2Checkpoint {
+ public:
+  explicit Gpt2Checkpoint(const std::string& dir) : st_(dir), dir_(dir) {}
+  Tensor get(const std::string& name, const Dims& dims) const {
+    const std::string full = st_.contains("transformer." + name) ? "transformer." + name : name;
+    if (!st_.contains(full)) throw Error(dir_ + ": checkpoint has no tensor '" + name + "' (nor 'transformer." + name + "')");
+    const Tensor& t = st_.get(full);
+    if (t.dims() != dims)
+      throw Error(dir_ + ": tensor '" + full + "' is " + dims_str(t.dims()) + ", config.json implies " + dims_str(dims));
+    if (!is_float(t.dtype())) throw Error(dir_ + ": tensor '" + full + "' is " + dtype_name(t.dtype()) + ", not a float");
+    // A copy in any case: the engine owns its weights, the mapping goes when the build ends.
+    return t.dtype() == DType::F32 ? t.clone() : t.cast(DType::F32);
+  }
+
+ private:
+  SafetensorsCheckpoint st_;
+  std::string dir_;
+};
+
+// Columns [c0, c0 + n) of a [rows, cols] (or [cols] when rows is 0) fp32 tensor.
+Tensor columns(const Tensor& t, int64_t c0, int64_t n) {
+  const int64_t rows = t.rank() == 1 ? 1 : t.dim(0), cols = t.dim(-1);
+  Tensor out(DType::F32, t.rank() == 1 ? Dims{n} : Dims{rows, n});
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(out.data<float>() + r * n, t.data<float>() + r * cols + c0, size_t(n) * sizeof(float));
+  return out;
+}
+
 // GPT-2 with batch 1 and a dynamic sequence: inputs input_ids and position_ids [1, seq]
-// (int64), output `logits` [1, 1, vocab] of the last position.
-Graph make_gpt2(const Config& c) {
+// (int64), output `logits` [1, 1, vocab] of the last position. Weights from `ckpt` when
+// given, else seeded.
+Graph make_gpt2(const Config& c, const Gpt2Checkpoint* ckpt) {
   Network net("data_parallel_gpt2");
-  const int64_t E = c.hidden, H = c.heads, D = c.hidden / c.heads;
+  const int64_t E = c.hidden, H = c.heads, D = c.hidden / c.heads, F = c.inner > 0 ? c.inner : 4 * E;
   uint32_t seed = c.seed;
   // Embeddings as GPT-2 initialises them (N(0, 0.02) tokens, N(0, 0.01) positions), zero
   // biases, LayerNorm scale 1 and shift 0. The layers' matrices are N(0, 1/in) rather than
   // GPT-2's N(0, 0.02): with those, an untrained model's residual stream stays close to the
   // token embedding and the tied head just repeats the last token, which makes a poor check.
-  auto zeros = [&](const std::string& n, int64_t k) { return net.weight(n, filled_tensor({k}, 0.f)); };
-  auto ones = [&](const std::string& n, int64_t k) { return net.weight(n, filled_tensor({k}, 1.f)); };
+  auto vec = [&](const std::string& n, int64_t k, float fill) {
+    return net.weight(n, ckpt ? ckpt->get(n, {k}) : filled_tensor({k}, fill));
+  };
+  auto zeros = [&](const std::string& n, int64_t k) { return vec(n, k, 0.f); };
+  auto ones = [&](const std::string& n, int64_t k) { return vec(n, k, 1.f); };
   auto matrix = [&](const std::string& n, int64_t out, int64_t in, float sd = 0.f) {
     return net.weight(n, normal_tensor({out, in}, seed++, sd > 0.f ? sd : 1.f / std::sqrt(float(in))));
   };
+  // A dense layer in -> out: seeded weights are [out, in] (Linear's trans_b 1); a
+  // checkpoint's Conv1D weights are [in, out] and go in as they are, with trans_b 0.
+  auto conv1d = [&](ITensor x, Tensor w, Tensor b, const std::string& n) {
+    Network::Attrs a;
+    a.i["trans_b"] = 0;
+    a.s["activation"] = "none";
+    return net.op("shardrt.Linear", {x, net.weight(n + ".weight", std::move(w)), net.weight(n + ".bias", std::move(b))},
+                  a, 1, n)[0];
+  };
+  auto dense = [&](ITensor x, const std::string& n, int64_t in, int64_t out) {
+    if (ckpt) return conv1d(x, ckpt->get(n + ".weight", {in, out}), ckpt->get(n + ".bias", {out}), n);
+    return net.linear(x, matrix(n + ".weight", out, in), zeros(n + ".bias", out), Activation::None, n);
+  };
   auto layer_norm = [&](ITensor x, const std::string& n) {
-    return net.layer_norm(x, ones(n + ".weight", E), zeros(n + ".bias", E), 1e-5f, n);
+    return net.layer_norm(x, ones(n + ".weight", E), zeros(n + ".bias", E), c.layer_norm_eps, n);
   };
 
   ITensor ids = net.input("input_ids", DType::I64, {1, -1}, {"batch", "seq"});
   ITensor pos = net.input("position_ids", DType::I64, {1, -1}, {"batch", "seq"});
-  ITensor wte = matrix("wte.weight", c.vocab, E, 0.02f);
-  ITensor wpe = matrix("wpe.weight", c.positions, E, 0.01f);
+  ITensor wte = ckpt ? net.weight("wte.weight", ckpt->get("wte.weight", {c.vocab, E})) : matrix("wte.weight", c.vocab, E, 0.02f);
+  ITensor wpe = ckpt ? net.weight("wpe.weight", ckpt->get("wpe.weight", {c.positions, E}))
+                     : matrix("wpe.weight", c.positions, E, 0.01f);
   ITensor x = net.add(net.gather(wte, ids, 0, "wte"), net.gather(wpe, pos, 0, "wpe"), "embed");
 
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string p = "h." + std::to_string(l) + ".";
     // Attention: [1, S, E] → heads [1, H, S, D] → causal attention → merged → projection.
     ITensor a = layer_norm(x, p + "ln_1");
-    auto heads = [&](const std::string& n) {
-      ITensor y = net.linear(a, matrix(p + n + ".weight", E, E), zeros(p + n + ".bias", E), Activation::None, p + n);
+    auto to_heads = [&](ITensor y, const std::string& n) {
       return net.transpose(net.reshape(y, {0, -1, H, D}, p + n + "/heads"), {0, 2, 1, 3}, p + n + "/bhsd");
     };
-    ITensor q = heads("attn.q_proj"), k = heads("attn.k_proj"), v = heads("attn.v_proj");
+    ITensor q, k, v;
+    if (ckpt) {
+      // c_attn: [E, 3E] Conv1D whose output columns are Q | K | V.
+      Tensor w = ckpt->get(p + "attn.c_attn.weight", {E, 3 * E}), b = ckpt->get(p + "attn.c_attn.bias", {3 * E});
+      q = to_heads(conv1d(a, columns(w, 0, E), columns(b, 0, E), p + "attn.q_proj"), "attn.q_proj");
+      k = to_heads(conv1d(a, columns(w, E, E), columns(b, E, E), p + "attn.k_proj"), "attn.k_proj");
+      v = to_heads(conv1d(a, columns(w, 2 * E, E), columns(b, 2 * E, E), p + "attn.v_proj"), "attn.v_proj");
+    } else {
+      q = to_heads(dense(a, p + "attn.q_proj", E, E), "attn.q_proj");
+      k = to_heads(dense(a, p + "attn.k_proj", E, E), "attn.k_proj");
+      v = to_heads(dense(a, p + "attn.v_proj", E, E), "attn.v_proj");
+    }
     ITensor o = net.attention(q, k, v, {}, /*causal=*/true, 0.f, p + "attn");
     o = net.reshape(net.transpose(o, {0, 2, 1, 3}, p + "attn/bshd"), {0, -1, E}, p + "attn/merge");
-    o = net.linear(o, matrix(p + "attn.c_proj.weight", E, E), zeros(p + "attn.c_proj.bias", E),
-                   Activation::None, p + "attn.c_proj");
+    o = dense(o, p + "attn.c_proj", E, E);
     x = net.add(x, o, p + "attn/residual");
-    // MLP: E → 4E (tanh Gelu) → E.
+    // MLP: E → F (4E unless the config says n_inner; tanh Gelu, GPT-2's "gelu_new") → E.
     ITensor m = layer_norm(x, p + "ln_2");
-    m = net.linear(m, matrix(p + "mlp.c_fc.weight", 4 * E, E), zeros(p + "mlp.c_fc.bias", 4 * E),
-                   Activation::None, p + "mlp.c_fc");
+    m = dense(m, p + "mlp.c_fc", E, F);
     m = net.gelu(m, /*tanh_approx=*/true, p + "mlp.gelu");
-    m = net.linear(m, matrix(p + "mlp.c_proj.weight", E, 4 * E), zeros(p + "mlp.c_proj.bias", E),
-                   Activation::None, p + "mlp.c_proj");
+    m = dense(m, p + "mlp.c_proj", F, E);
     x = net.add(x, m, p + "mlp/residual");
   }
   // Greedy decoding needs only the last position's logits: slice before the (vocab-wide)
@@ -174,17 +245,58 @@ int64_t parse_int(const std::string& opt, const char* s, int64_t min) {
   return v;
 }
 
+// The shape of a Hugging Face GPT-2 from its config.json (GPT2Config).
+void read_hf_config(Config& c) {
+  const std::string path = c.checkpoint + "/config.json";
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": not valid JSON: " + e.what());
+  }
+  auto count = [&](const char* k) {
+    if (!j.contains(k) || !j[k].is_number_integer() || j[k].get<int64_t>() < 1)
+      throw Error(path + ": needs a positive integer '" + k + "'");
+    return j[k].get<int64_t>();
+  };
+  c.layers = count("n_layer");
+  c.hidden = count("n_embd");
+  c.heads = count("n_head");
+  c.vocab = count("vocab_size");
+  c.positions = count("n_positions");
+  if (j.contains("n_inner") && !j["n_inner"].is_null()) c.inner = count("n_inner");
+  if (!j.value("tie_word_embeddings", true))
+    throw Error(path + ": tie_word_embeddings false is not supported (the LM head is the token embedding)");
+  if (j.contains("layer_norm_epsilon")) {
+    if (!j["layer_norm_epsilon"].is_number()) throw Error(path + ": layer_norm_epsilon is not a number");
+    c.layer_norm_eps = j["layer_norm_epsilon"].get<float>();
+  }
+  // The graph's MLP uses the tanh GELU, which is what GPT-2's "gelu_new" is.
+  const std::string act = j.value("activation_function", std::string("gelu_new"));
+  if (act != "gelu_new" && act != "gelu_pytorch_tanh")
+    throw Error(path + ": activation_function '" + act + "' is not supported (only gelu_new, the tanh GELU)");
+  for (const char* k : {"scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"})
+    if (j.value(k, false)) throw Error(path + ": " + std::string(k) + " is not supported");
+  if (!j.value("scale_attn_weights", true)) throw Error(path + ": scale_attn_weights false is not supported");
+}
+
 Config parse_args(int argc, char** argv, std::vector<Prompt>& prompts) {
   Config c;
+  std::vector<std::string> shape_options;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
       std::printf("usage: data_parallel_gpt2 [--layers N] [--hidden N] [--heads N] [--vocab N] [--positions N]\n"
-                  "                          [--new-tokens N] [--seed N] [--prompt ID,ID,... ...]\n");
+                  "                          [--new-tokens N] [--seed N] [--prompt ID,ID,... ...]\n"
+                  "       data_parallel_gpt2 --checkpoint DIR [--new-tokens N] [--prompt ID,ID,... ...]\n");
       std::exit(0);
     }
     if (i + 1 >= argc) throw Error("unknown option or missing value: '" + a + "' (see --help)");
     const char* v = argv[++i];
+    if (a == "--layers" || a == "--hidden" || a == "--heads" || a == "--vocab" || a == "--positions" || a == "--seed")
+      shape_options.push_back(a);
     if (a == "--layers") c.layers = parse_int(a, v, 1);
     else if (a == "--hidden") c.hidden = parse_int(a, v, 1);
     else if (a == "--heads") c.heads = parse_int(a, v, 1);
@@ -193,7 +305,13 @@ Config parse_args(int argc, char** argv, std::vector<Prompt>& prompts) {
     else if (a == "--new-tokens") c.new_tokens = parse_int(a, v, 1);
     else if (a == "--seed") c.seed = uint32_t(parse_int(a, v, 0));
     else if (a == "--prompt") prompts.push_back(parse_prompt(v));
+    else if (a == "--checkpoint") c.checkpoint = v;
     else throw Error("unknown option '" + a + "' (see --help)");
+  }
+  if (!c.checkpoint.empty()) {
+    if (!shape_options.empty())
+      throw Error(shape_options[0] + " cannot be given with --checkpoint (the checkpoint's config.json sets the shape)");
+    read_hf_config(c);
   }
   if (c.hidden % c.heads != 0)
     throw Error("--hidden " + std::to_string(c.hidden) + " is not divisible by --heads " + std::to_string(c.heads));
@@ -259,14 +377,19 @@ int main(int argc, char** argv) {
     const Dims lo{1, 1}, opt{1, std::min<int64_t>(16, c.positions)}, hi{1, c.positions};
     bc.shapes["input_ids"] = {lo, opt, hi};
     bc.shapes["position_ids"] = {lo, opt, hi};
-    Engine engine = build_engine_from_graph(make_gpt2(c), bc);
+    Engine engine = [&] {
+      if (c.checkpoint.empty()) return build_engine_from_graph(make_gpt2(c, nullptr), bc);
+      Gpt2Checkpoint ckpt(c.checkpoint);  // mapped only while the graph is made
+      return build_engine_from_graph(make_gpt2(c, &ckpt), bc);
+    }();
     const double build_s = seconds_since(t0);
     if (rank == 0)
-      std::printf("GPT-2 (%lld layers, hidden %lld, %lld heads, vocab %lld, %lld positions; %.1f M parameters), "
-                  "%lld prompts over %d ranks, %lld new tokens each; weights made and engine built in %.2f s\n",
+      std::printf("GPT-2%s%s (%lld layers, hidden %lld, %lld heads, vocab %lld, %lld positions; %.1f M parameters), "
+                  "%lld prompts over %d ranks, %lld new tokens each; weights %s and engine built in %.2f s\n",
+                  c.checkpoint.empty() ? "" : " from ", c.checkpoint.c_str(),
                   (long long)c.layers, (long long)c.hidden, (long long)c.heads, (long long)c.vocab,
                   (long long)c.positions, double(engine.weight_bytes()) / 4e6, (long long)n_prompts, ranks,
-                  (long long)c.new_tokens, build_s);
+                  (long long)c.new_tokens, c.checkpoint.empty() ? "made" : "loaded", build_s);
 
     // This rank's prompts.
     t0 = std::chrono::steady_clock::now();
