@@ -1,4 +1,4 @@
-// gemm_f32 / gemm_f32_epilogue (the AVX-512 path where the CPU has it, else OpenBLAS)
+// gemm_f32 / gemm_f32_epilogue (oneDNN's sgemm where the build found it, else OpenBLAS)
 // against a plain double-precision triple loop: every transpose combination, odd sizes
 // around the 8 x 48 register tile and the K slice, padded leading dims, alpha and beta.
 #include <gtest/gtest.h>

@@ -11,7 +11,9 @@
 #endif
 
 #include "backends/cpu/cpu_kernels.h"
-#include "backends/cpu/gemm_avx512.h"
+#ifdef SHARDRT_WITH_DNNL
+#include <dnnl.h>
+#endif
 
 namespace shardrt::cpu {
 
@@ -79,11 +81,15 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
               int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) { scale_c(DType::F32, M, N, beta, C, ldc); return; }
-  if (have_avx512_gemm()) {
-    gemm_f32_avx512(trans_a, trans_b, M, N, K, alpha, A, std::max<int64_t>(1, lda), B, std::max<int64_t>(1, ldb),
-                    beta, C, ldc);
-    return;
-  }
+#ifdef SHARDRT_WITH_DNNL
+  // oneDNN's JIT sgemm uses the CPU's widest vectors (AVX-512 where present) and the
+  // OpenMP pool the other kernels use; the distribution's OpenBLAS may be pinned to AVX2
+  // kernels (OPENBLAS_CORETYPE) and runs its own thread pool.
+  dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A,
+                                std::max<int64_t>(1, lda), B, std::max<int64_t>(1, ldb), beta, C,
+                                std::max<int64_t>(1, ldc));
+  if (st == dnnl_success) return;
+#endif
   cblas_sgemm(CblasRowMajor, tr(trans_a), tr(trans_b), int(M), int(N), int(K), alpha, A,
               int(std::max<int64_t>(1, lda)), B, int(std::max<int64_t>(1, ldb)), beta, C,
               int(std::max<int64_t>(1, ldc)));
@@ -93,11 +99,6 @@ void gemm_f32_epilogue(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
                        const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                        int64_t ldc, const GemmEpilogue& epi) {
   if (M <= 0 || N <= 0) return;
-  if (K > 0 && have_avx512_gemm()) {
-    gemm_f32_avx512(trans_a, trans_b, M, N, K, alpha, A, std::max<int64_t>(1, lda), B, std::max<int64_t>(1, ldb),
-                    beta, C, ldc, &epi);
-    return;
-  }
   gemm_f32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (epi)
     parallel_for(M, std::max<int64_t>(1, 16384 / N), [&](int64_t b, int64_t e) { epi(b, e, 0, N); });
@@ -206,13 +207,17 @@ void gemm_batched(DType t, bool trans_a, bool trans_b, int64_t M, int64_t N, int
                static_cast<char*>(C) + size_t(c_off[i]) * es, ldc);
   };
   const int64_t work = M * N * std::max<int64_t>(K, 1);
-  // The AVX-512 fp32 GEMM shares the OpenMP pool: a batch of at least as many items as
-  // threads goes item by item over the cores (no split of one GEMM, no barrier per item).
+  // oneDNN's sgemm runs on the OpenMP pool (single-threaded inside a parallel region): a
+  // batch of at least as many items as threads goes item by item over the cores.
   int nt = 1;
 #ifdef _OPENMP
   nt = omp_get_max_threads();
 #endif
-  const bool by_item = t == DType::F32 && have_avx512_gemm() && count >= nt;
+#ifdef SHARDRT_WITH_DNNL
+  const bool by_item = t == DType::F32 && count >= nt;
+#else
+  const bool by_item = false;
+#endif
   if (count == 1 || (!by_item && work > kSmallGemm && (t == DType::F32 || t == DType::F64))) {
     for (int64_t i = 0; i < count; ++i) one(i);
   } else {

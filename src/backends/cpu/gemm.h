@@ -22,10 +22,8 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
               int64_t ldc);
 
 // gemm_f32, then `epi(i0, i1, j0, j1)` over blocks that tile C[0:M, 0:N] (each element in
-// exactly one block), each called as soon as its block is final, while it is still in
-// cache (so a bias/activation epilogue costs no extra pass over memory). Blocks may run
-// concurrently on different threads. Where the GEMM cannot interleave (no AVX-512: the
-// OpenBLAS path) epi runs once over the whole of C afterwards.
+// exactly one block; today: row blocks spread over the cores, after the GEMM). Blocks may
+// run concurrently on different threads.
 using GemmEpilogue = std::function<void(int64_t i0, int64_t i1, int64_t j0, int64_t j1)>;
 void gemm_f32_epilogue(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                        const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
