@@ -106,6 +106,10 @@ class Sharder {
       : g_(g), plan_(plan), tp_(tp), r_(r), dim0_varies_(dim0_varies) {}
 
   ShardResult run() {
+    // The nodes to visit are the model's own: collectives inserted for graph inputs below
+    // are named after the input and would otherwise match its plan entry again.
+    std::vector<Node*> order;
+    for (auto& n : g_.nodes) if (!n->dead) order.push_back(n.get());
     for (Value* v : g_.inputs) {
       res_.global_dims[v->name] = dims_strs(v->shape);
       // prepare_input entries may name a graph input directly.
@@ -124,8 +128,6 @@ class Sharder {
       }
     }
     for (Value* v : g_.outputs) res_.global_dims[v->name] = dims_strs(v->shape);
-    std::vector<Node*> order;
-    for (auto& n : g_.nodes) if (!n->dead) order.push_back(n.get());
     for (Node* n : order) visit(n);
     for (auto& e : plan_.entries)
       if (!used_.count(&e) && !(e.style == "prepare_input" && declared_any(e)))

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "build/multi_rank.h"
+#include "dist/collective_exec.h"
 #include "dist/communicator.h"
 #include "dist/mesh.h"
 #include "dist/plan.h"
@@ -424,6 +425,131 @@ TEST(ShardPass, RefusesImpossiblePlans) {
   m = msg([] { return make_mlp(8, {12, 8, 8, 8, 4}); },
           dist::parse_plan_json(R"J({"tp_plan": {"no_such_layer": "colwise"}})J", "p.json"), 2);
   EXPECT_NE(m.find("no_such_layer"), std::string::npos) << m;
+}
+
+namespace {
+
+// A Megatron-style block with sequence parallelism: LayerNorm → up (Linear) → ReLU → down
+// (Linear), x [B, S, E].
+Graph make_sp_block(int64_t B, int64_t S, int64_t E, int64_t F) {
+  Network net("sp_block");
+  ITensor x = net.input("x", DType::F32, {B, S, E});
+  ITensor h = net.layer_norm(x, net.weight("norm.weight", randn({E}, 31, 0.5f)), net.weight("norm.bias", randn({E}, 32, 0.1f)),
+                             1e-5f, "norm");
+  h = net.linear(h, net.weight("up.weight", randn({F, E}, 33, 0.3f)), net.weight("up.bias", randn({F}, 34, 0.1f)),
+                 Activation::None, "up");
+  h = net.relu(h, "act");
+  h = net.linear(h, net.weight("down.weight", randn({E, F}, 35, 0.3f)), net.weight("down.bias", randn({E}, 36, 0.1f)),
+                 Activation::None, "down");
+  net.output(h, "y");
+  return std::move(*net.release());
+}
+
+// Rank r's torch.chunk piece of `t` along dim 1 (the sequence).
+Tensor seq_chunk(const Tensor& t, int tp, int r) {
+  const Dims& d = t.dims();
+  auto sizes = dist::chunk_sizes(d[1], tp);
+  int64_t start = 0;
+  for (int i = 0; i < r; ++i) start += sizes[size_t(i)];
+  Dims od = d;
+  od[1] = sizes[size_t(r)];
+  Tensor o(DType::F32, od);
+  int64_t inner = 1;
+  for (size_t i = 2; i < d.size(); ++i) inner *= d[i];
+  for (int64_t b = 0; b < d[0]; ++b)
+    std::memcpy(o.data<float>() + b * od[1] * inner, t.data<float>() + (b * d[1] + start) * inner, size_t(od[1] * inner) * 4);
+  return o;
+}
+
+}  // namespace
+
+TEST(ShardPass, SequenceParallelBlockMatchesSingleRank) {
+  const int64_t B = 2, S = 8, E = 16, F = 32;
+  auto make = [&] { return make_sp_block(B, S, E, F); };
+  Engine ref = build_engine_from_graph(make(), {});
+  Tensor x = randn({B, S, E}, 7);
+  Tensor y = ExecutionContext(ref).run({{"x", x}}).at("y");
+  const char* block = R"J(
+      "norm": {"style": "sequence", "sequence_dim": 1},
+      "up":   {"style": "colwise"},
+      "down": {"style": "rowwise", "output_layouts": "Shard(1)"})J";
+  // pre_sharded: the graph input is declared Shard(1) (each rank is fed its sequence chunk,
+  // as the previous SP block leaves it); otherwise x is Replicate and the norm slices it.
+  for (bool pre_sharded : {false, true}) {
+    for (int tp : {2, 4}) {
+      std::string text = std::string(R"J({"tp_plan": {)J") +
+                         (pre_sharded ? R"J("x": {"style": "prepare_input", "input_layouts": "Shard(1)"},)J" : "") + block + "}}";
+      auto plan = dist::parse_plan_json(text, "sp_plan.json");
+      std::vector<Engine> es;
+      std::vector<std::map<std::string, Tensor>> feeds;
+      for (int r = 0; r < tp; ++r) {
+        ShardResult sr;
+        es.push_back(build_rank(make, plan, tp, r, &sr));
+        EXPECT_EQ(sr.inputs.at("x"), pre_sharded ? Placement::shard(1) : Placement::replicate());
+        // Sequence parallelism: reduce-scatter along the sequence after the row-wise layer,
+        // never an all-reduce.
+        EXPECT_EQ(count_op(es.back(), "shardrt.ReduceScatter"), 1) << "tp " << tp;
+        EXPECT_EQ(count_op(es.back(), "shardrt.AllReduce"), 0) << "tp " << tp;
+        feeds.push_back({{"x", pre_sharded ? seq_chunk(x, tp, r) : x}});
+      }
+      auto outs = run_ranks(es, feeds);
+      for (int r = 0; r < tp; ++r)
+        // fp32 LayerNorm (per-token, unchanged by the split) then sums of ≤32 terms regrouped
+        // across ranks on values of size ~1: a few ulps, 1e-4 leaves room.
+        EXPECT_LT(max_abs_diff(outs[size_t(r)].at("y"), y), 1e-4f) << "pre_sharded " << pre_sharded << " tp " << tp << " rank " << r;
+    }
+  }
+}
+
+// prepare_input on the node in front of the column-wise layer (a node's input 0 declared
+// Shard(0), made Replicate there): x → pre (ReLU) → up (colwise) → ReLU → down (rowwise).
+TEST(ShardPass, PrepareInputShardToReplicateBeforeColwise) {
+  const int64_t E = 16, F = 32, O = 8;
+  // The entry names the node in front of the column-wise layer, or the graph input itself.
+  for (std::string target : {"pre", "x"})
+  for (int tp : {2, 4}) {
+    for (int64_t batch : {8, 7}) {  // 7: uneven torch.chunk pieces gathered
+      auto make = [&] {
+        Network net("prep");
+        ITensor x = net.input("x", DType::F32, {batch, E});
+        ITensor h = net.relu(x, "pre");
+        h = net.linear(h, net.weight("up.weight", randn({F, E}, 41, 0.3f)), net.weight("up.bias", randn({F}, 42, 0.1f)),
+                               Activation::None, "up");
+        h = net.relu(h, "act");
+        h = net.linear(h, net.weight("down.weight", randn({O, F}, 43, 0.3f)), {}, Activation::None, "down");
+        net.output(h, "y");
+        return std::move(*net.release());
+      };
+      Engine ref = build_engine_from_graph(make(), {});
+      Tensor x = randn({batch, E}, 9);
+      Tensor y = ExecutionContext(ref).run({{"x", x}}).at("y");
+      auto plan = dist::parse_plan_json(R"J({"tp_plan": {
+          ")J" + target + R"J(":  {"style": "prepare_input", "input_layouts": "Shard(0)", "desired_input_layouts": "Replicate"},
+          "up":   "colwise",
+          "down": "rowwise"}})J",
+                                        "prep_plan.json");
+      std::vector<Engine> es;
+      std::vector<std::map<std::string, Tensor>> feeds;
+      int64_t cs = (batch + tp - 1) / tp, start = 0;
+      for (int r = 0; r < tp; ++r) {
+        ShardResult sr;
+        es.push_back(build_rank(make, plan, tp, r, &sr));
+        EXPECT_EQ(sr.inputs.at("x"), Placement::shard(0));
+        EXPECT_EQ(sr.outputs.at("y"), Placement::replicate());
+        // The rows are gathered once in front of the column-wise layer; one all-reduce after
+        // the row-wise one.
+        EXPECT_EQ(count_op(es.back(), "shardrt.AllGather"), 1) << "tp " << tp << " target " << target;
+        EXPECT_EQ(count_op(es.back(), "shardrt.AllReduce"), 1) << "tp " << tp;
+        int64_t len = std::max<int64_t>(0, std::min(cs, batch - start));
+        feeds.push_back({{"x", rows(x, start, len)}});
+        start += len;
+      }
+      auto outs = run_ranks(es, feeds);
+      for (int r = 0; r < tp; ++r)
+        // fp32 sums of ≤32 terms regrouped across ranks on values of size ~1: a few ulps.
+        EXPECT_LT(max_abs_diff(outs[size_t(r)].at("y"), y), 1e-4f) << "tp " << tp << " batch " << batch << " rank " << r << " target " << target;
+    }
+  }
 }
 
 TEST(MultiRank, ManifestAndLaunchChecks) {
