@@ -32,10 +32,10 @@ struct ExecutionContext::Impl {
   };
   std::vector<Step> steps;
   std::vector<Tensor> scratch;  // outputs a node has but the graph omits
-  bool poison = false;
+  bool poison = false;  // fill buffers with 0xff before each kernel (SHARDRT_POISON, tests)
   bool profiling = false;
   std::vector<double> layer_ms;  // per step, summed over profiled runs
-  int profiled_runs = 0;  // fill arena slots with 0xff before each kernel (tests)
+  int profiled_runs = 0;
 
   // Values without an arena slot (graph outputs, data-dependent sizes): the last run's
   // buffer per value, reused when nobody else holds it any more. A fresh allocation of a
