@@ -43,6 +43,9 @@ PLANS = {
     "llama": {"*.self_attn.q_proj": "colwise", "*.self_attn.k_proj": "colwise", "*.self_attn.v_proj": "colwise",
               "*.self_attn.o_proj": "rowwise", "*.mlp.gate_proj": "colwise", "*.mlp.up_proj": "colwise",
               "*.mlp.down_proj": "rowwise"},
+    "bert": {"*.attention.self.query": "colwise", "*.attention.self.key": "colwise",
+             "*.attention.self.value": "colwise", "*.attention.output.dense": "rowwise",
+             "*.intermediate.dense": "colwise", "*.output.dense": "rowwise"},
     "mlp": {"*fc1*": "colwise", "*fc2*": "rowwise"},
 }
 
@@ -137,7 +140,7 @@ def test_auto_plan_matches_single_rank_and_torch(shardrt, exported, tmp_path, na
 @pytest.mark.requires("torch", "transformers", "onnx")
 @pytest.mark.parametrize("n", [2, 4])
 @pytest.mark.parametrize("name,exporter", [("gpt2", "torchscript"), ("gpt2", "dynamo"), ("llama", "torchscript"),
-                                           ("mlp", "torchscript")])
+                                           ("bert", "torchscript"), ("mlp", "torchscript")])
 def test_explicit_plan(shardrt, exported, tmp_path, name, exporter, n):
     if name == "llama" and n == 4:
         # K/V column-wise needs kv_heads (2) % tp == 0: refused, naming the problem.
