@@ -1,6 +1,7 @@
 #include "shardrt/network.h"
 
 #include "ir/graph.h"
+#include "ir/onnx_dtype.h"
 #include "ir/op_schema.h"
 #include "shardrt/engine.h"
 
@@ -100,9 +101,8 @@ ITensor Network::softmax(ITensor x, int64_t axis, const std::string& n) {
   return op("Softmax", {x}, a, 1, n)[0];
 }
 ITensor Network::cast(ITensor x, DType to, const std::string& n) {
-  static const int onnx_type[] = {1, 10, 16, 7, 6, 3, 2, 9, 11};  // DType order -> TensorProto
   Attrs a;
-  a.i["to"] = onnx_type[int(to)];
+  a.i["to"] = dtype_to_onnx(to);
   return op("Cast", {x}, a, 1, n)[0];
 }
 ITensor Network::layer_norm(ITensor x, ITensor s, ITensor b, float eps, const std::string& n) {

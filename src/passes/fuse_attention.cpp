@@ -137,16 +137,7 @@ class FuseAttentionPass : public Pass {
   std::vector<std::string> target_ops() const override { return {"Softmax"}; }
 
   bool run(Graph& g) override {
-    bool changed = false;
-    std::vector<Node*> snapshot;
-    for (auto& n : g.nodes) snapshot.push_back(n.get());
-    for (Node* sm : snapshot)
-      if (!sm->dead && sm->op == "Softmax") changed |= try_fuse(g, sm);
-    if (changed) {
-      g.sort();
-      g.compact();
-    }
-    return changed;
+    return pass_util::rewrite_each(g, "Softmax", [&](Node* n) { return try_fuse(g, n); });
   }
 
  private:

@@ -36,16 +36,7 @@ class FuseLayerNormPass : public Pass {
   std::vector<std::string> target_ops() const override { return {"ReduceMean"}; }
 
   bool run(Graph& g) override {
-    bool changed = false;
-    std::vector<Node*> snapshot;
-    for (auto& n : g.nodes) snapshot.push_back(n.get());
-    for (Node* m1 : snapshot)
-      if (!m1->dead && m1->op == "ReduceMean") changed |= try_fuse(g, m1);
-    if (changed) {
-      g.sort();
-      g.compact();
-    }
-    return changed;
+    return pass_util::rewrite_each(g, "ReduceMean", [&](Node* n) { return try_fuse(g, n); });
   }
 
  private:

@@ -28,16 +28,7 @@ class FuseRMSNormPass : public Pass {
   std::vector<std::string> target_ops() const override { return {"ReduceMean"}; }
 
   bool run(Graph& g) override {
-    bool changed = false;
-    std::vector<Node*> snapshot;
-    for (auto& n : g.nodes) snapshot.push_back(n.get());
-    for (Node* m : snapshot)
-      if (!m->dead && m->op == "ReduceMean") changed |= try_fuse(g, m);
-    if (changed) {
-      g.sort();
-      g.compact();
-    }
-    return changed;
+    return pass_util::rewrite_each(g, "ReduceMean", [&](Node* n) { return try_fuse(g, n); });
   }
 
  private:

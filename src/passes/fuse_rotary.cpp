@@ -36,16 +36,7 @@ class FuseRotaryPass : public Pass {
   std::vector<std::string> target_ops() const override { return {"Neg"}; }
 
   bool run(Graph& g) override {
-    bool changed = false;
-    std::vector<Node*> snapshot;
-    for (auto& n : g.nodes) snapshot.push_back(n.get());
-    for (Node* a : snapshot)
-      if (!a->dead && a->op == "Add") changed |= try_fuse(g, a);
-    if (changed) {
-      g.sort();
-      g.compact();
-    }
-    return changed;
+    return pass_util::rewrite_each(g, "Add", [&](Node* n) { return try_fuse(g, n); });
   }
 
  private:

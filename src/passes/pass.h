@@ -8,6 +8,7 @@
 // fixed-point loop terminates.
 #pragma once
 #include <map>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -88,6 +89,23 @@ inline std::string node_tag(const Node* n) {
   std::string s = n->op + " '" + n->name + "'";
   if (!n->fused_from.empty()) s += " [" + n->fused_from + "]";
   return s;
+}
+
+// Calls `try_rewrite` on every live node of type `op` present when the call starts (nodes
+// it creates are not visited); when any call returns true, re-sorts and compacts the graph
+// as the Pass contract requires. Returns whether anything changed.
+inline bool rewrite_each(Graph& g, const std::string& op, const std::function<bool(Node*)>& try_rewrite) {
+  std::vector<Node*> snapshot;
+  for (auto& n : g.nodes)
+    if (n->op == op) snapshot.push_back(n.get());
+  bool changed = false;
+  for (Node* n : snapshot)
+    if (!n->dead) changed |= try_rewrite(n);
+  if (changed) {
+    g.sort();
+    g.compact();
+  }
+  return changed;
 }
 
 }  // namespace pass_util
