@@ -11,34 +11,17 @@
 #include <set>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "op_test_util.h"
 #include "ir/op_schema.h"
 
 using namespace shardrt;
 
 namespace {
 
-std::vector<Tensor> run(const std::string& op, const std::vector<const Tensor*>& ins,
-                        std::map<std::string, Attr> attrs = {}) {
-  Node n;
-  n.op = op;
-  n.name = "t_" + op;
-  n.attrs = std::move(attrs);
-  return cpu::eval_node(n, ins);
-}
-
-Tensor random_tensor(DType t, Dims d, double lo, double hi, unsigned seed) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  Tensor x(DType::F64, std::move(d));
-  for (int64_t i = 0; i < x.numel(); ++i) x.set_f(i, is_float(t) ? u(g) : std::floor(u(g)));
-  return x.cast(t);
-}
-
-Tensor make(DType t, Dims d, const std::vector<double>& v) {
-  Tensor x(t, std::move(d));
-  for (size_t i = 0; i < v.size(); ++i) x.set_f(int64_t(i), v[i]);
-  return x;
-}
+using optest::make;
+using optest::make_node;
+using optest::random_tensor;
+using optest::run;
 
 Attr ints(std::vector<int64_t> v) { return Attr::of(std::move(v)); }
 Attr i64(int64_t v) { return Attr::of(v); }
