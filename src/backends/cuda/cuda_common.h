@@ -26,6 +26,8 @@ class Communicator;
 
 namespace shardrt::cuda {
 
+class DeviceComm;  // device_comm.h: collectives on device buffers (NCCL, or staged through the host)
+
 // Throws shardrt::Error naming the call, file and line when `e` is not cudaSuccess.
 void check_cuda(cudaError_t e, const char* what, const char* file, int line);
 #define SHARDRT_CUDA_CHECK(expr) ::shardrt::cuda::check_cuda((expr), #expr, __FILE__, __LINE__)
@@ -110,7 +112,8 @@ struct KernelCtx {
   std::vector<const Tensor*> host;   // host copy of input i where the executor has one, else null
   std::vector<DevTensor*> out;       // null for omitted optional outputs
   Resources& res;
-  dist::Communicator* comm = nullptr;  // null outside a distributed run
+  dist::Communicator* comm = nullptr;  // host communicator; null outside a distributed run
+  DeviceComm* dcomm = nullptr;         // device collectives (set with comm by the executor)
   cudaStream_t stream() const { return res.stream(); }
   const DevTensor* input(size_t i) const { return i < in.size() ? in[i] : nullptr; }
   const Tensor* host_input(size_t i) const { return i < host.size() ? host[i] : nullptr; }
