@@ -21,4 +21,7 @@ for lib in libprotobuf.so.32 libopenblas.so.0 libgfortran.so.5 libquadmath.so.0 
   [ -n "$p" ] && cp -L "$p" .gpu/lib/
 done
 strip --strip-unneeded .gpu/bin/* 2>/dev/null || true
+# The ONNX conformance suite's node cases, for `shardrt_conformance --device cuda` there.
+suite=${SHARDRT_CONFORMANCE_SUITE:-../shared/onnx-conformance}
+[ -d "$suite/node" ] && tar cf - -C "$suite" node | xz -T2 -1 > .gpu/conformance.tar.xz
 du -sh .gpu

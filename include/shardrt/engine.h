@@ -37,6 +37,16 @@ struct BuildConfig {
   // Progress: (stage, done, total); called from the building thread.
   std::function<void(const std::string&, int, int)> progress;
   bool verbose = false;  // print each pass's effect to stderr
+  // Where the engine runs by default ("cpu" | "cuda"); an ExecutionContext may override it.
+  // With "cuda" on a machine with a GPU, the build also runs the engine once at the
+  // profiles' opt shapes and stores the CUDA kernels' tactics in the engine.
+  std::string device = "cpu";
+};
+
+// How an ExecutionContext runs its engine.
+struct ContextOptions {
+  std::string device;                    // "cpu" | "cuda"; "" = the engine's build setting
+  dist::Communicator* comm = nullptr;    // as in ExecutionContext(engine, comm); borrowed
 };
 
 struct Binding {
@@ -87,10 +97,27 @@ class ExecutionContext {
   // communicator, or a dist::Mesh whose tp/dp groups the ops' `group` attributes name). The
   // caller owns `comm` and keeps it alive as long as the context.
   ExecutionContext(const Engine& engine, dist::Communicator& comm);
+  // Backend choice (device) and, optionally, a communicator. Throws Error for an unknown
+  // device, for "cuda" in a build without CUDA, and for "cuda" on a machine without a GPU.
+  ExecutionContext(const Engine& engine, const ContextOptions& options);
   ~ExecutionContext();
+  // "cpu" or "cuda": where this context runs.
+  const std::string& device() const;
   // Runs with inputs by name; returns outputs by name (owned tensors). Checks names,
   // dtypes and shapes against the bindings and profiles, naming what is wrong.
+  // Same as set_inputs(), execute(), synchronize(), outputs().
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& inputs);
+
+  // The run split in its steps (benchmarks time execute() + synchronize() with the inputs
+  // already in place). set_inputs checks as run() does and copies the inputs (on CUDA into
+  // device buffers sized for the profiles' largest shapes); they stay in place for any
+  // number of execute() calls. execute() starts a run (on CUDA it returns before the GPU
+  // finishes); synchronize() waits for it; outputs() returns the last run's outputs as
+  // owned host tensors.
+  void set_inputs(const std::map<std::string, Tensor>& inputs);
+  void execute();
+  void synchronize();
+  std::map<std::string, Tensor> outputs();
   // Per-layer timing of the runs that follow (adds a clock read per layer).
   void set_profiling(bool on);
   // Time per layer and per op type over the profiled runs, largest first.

@@ -41,8 +41,9 @@ struct ProgressPrinter {
 };
 
 int cmd_build(const std::string& model, const std::string& out, const std::string& shapes, const std::string& autocast,
-              bool no_opt, bool verbose, const std::vector<std::string>& disabled) {
+              bool no_opt, bool verbose, const std::vector<std::string>& disabled, const std::string& device) {
   BuildConfig cfg;
+  cfg.device = device;
   cfg.shapes = parse_shapes(shapes);
   if (!autocast.empty()) {
     if (autocast != "fp16" && autocast != "bf16") throw Error("--autocast takes fp16 or bf16, not '" + autocast + "'");
@@ -55,8 +56,8 @@ int cmd_build(const std::string& model, const std::string& out, const std::strin
   cfg.progress = [&](const std::string& s, int d, int t) { pp(s, d, t); };
   Engine e = build_engine_from_onnx(model, cfg);
   e.save(out);
-  std::fprintf(stderr, "wrote %s: %zu layers, weights %.1f MB, activation arena %.1f MB\n", out.c_str(),
-               e.layer_count(), e.weight_bytes() / 1e6, e.arena_bytes() / 1e6);
+  std::fprintf(stderr, "wrote %s: %zu layers for %s, weights %.1f MB, activation arena %.1f MB\n", out.c_str(),
+               e.layer_count(), device.c_str(), e.weight_bytes() / 1e6, e.arena_bytes() / 1e6);
   return 0;
 }
 
@@ -113,10 +114,11 @@ int cmd_run_parallel(const std::string& dir, const std::vector<std::string>& inp
   return 0;
 }
 
-int cmd_run(const std::string& engine, const std::vector<std::string>& inputs, const std::string& outdir, bool skip_checksum) {
+int cmd_run(const std::string& engine, const std::vector<std::string>& inputs, const std::string& outdir, bool skip_checksum,
+            const std::string& device) {
   Engine e = Engine::load(engine, !skip_checksum);
   std::map<std::string, Tensor> ins = read_inputs(inputs);
-  ExecutionContext ctx(e);
+  ExecutionContext ctx(e, ContextOptions{device, nullptr});
   auto outs = ctx.run(ins);
   fs::create_directories(outdir);
   for (auto& [name, t] : outs) {
@@ -133,8 +135,9 @@ int cmd_inspect(const std::string& engine, bool json) {
   return 0;
 }
 
+// Times execute() + synchronize() with the inputs set once (on CUDA: already on the GPU).
 int cmd_bench(const std::string& engine, const std::string& shapes, int iters, int warmup, double min_seconds,
-              bool profile) {
+              bool profile, const std::string& device, bool json) {
   Engine e = Engine::load(engine);
   auto chosen = parse_shapes(shapes);
   std::map<std::string, Tensor> ins;
@@ -151,27 +154,43 @@ int cmd_bench(const std::string& engine, const std::string& shapes, int iters, i
       for (int64_t i = 0; i < t.numel(); ++i) t.set_f(i, nd(rng));
     ins[b.name] = t;
   }
-  ExecutionContext ctx(e);
-  for (int i = 0; i < warmup; ++i) ctx.run(ins);
+  ExecutionContext ctx(e, ContextOptions{device, nullptr});
+  ctx.set_inputs(ins);
+  auto once = [&] {
+    ctx.execute();
+    ctx.synchronize();
+  };
+  // At least one untimed run: on CUDA the first run of a shape tunes and captures a graph.
+  for (int i = 0; i < std::max(warmup, 1); ++i) once();
   std::vector<double> ms;
   auto start = std::chrono::steady_clock::now();
   while (int(ms.size()) < iters ||
          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < min_seconds) {
     auto t0 = std::chrono::steady_clock::now();
-    ctx.run(ins);
+    once();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   if (profile) {
-    // A separate pass so the clock reads do not skew the latency figures above.
+    // A separate pass so the clock reads (CUDA: eager runs with events) do not skew the
+    // latency figures above. With --json the report goes to stderr.
     ctx.set_profiling(true);
-    for (int i = 0; i < std::max(iters / 2, 3); ++i) ctx.run(ins);
-    std::printf("%s", ctx.profile_report().c_str());
+    for (int i = 0; i < std::max(iters / 2, 3); ++i) once();
+    ctx.set_profiling(false);
+    std::fprintf(json ? stderr : stdout, "%s", ctx.profile_report().c_str());
   }
   std::sort(ms.begin(), ms.end());
   auto pct = [&](double p) { return ms[std::min(ms.size() - 1, size_t(p * double(ms.size())))]; };
   double sum = 0;
   for (double x : ms) sum += x;
-  std::printf("inputs:");
+  if (json) {
+    // The median of an even count is the mean of the middle two.
+    size_t n = ms.size();
+    double median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+    std::printf("{\"median_ms\": %.6f, \"mean_ms\": %.6f, \"min_ms\": %.6f, \"runs\": %zu, \"device\": \"%s\"}\n", median,
+                sum / double(n), ms.front(), n, ctx.device().c_str());
+    return 0;
+  }
+  std::printf("device: %s\ninputs:", ctx.device().c_str());
   for (auto& [n, t] : ins) std::printf(" %s=%s%s", n.c_str(), dtype_name(t.dtype()), dims_str(t.dims()).c_str());
   std::printf("\nruns %zu  mean %.3f ms  min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  max %.3f ms  throughput %.1f runs/s\n",
               ms.size(), sum / double(ms.size()), ms.front(), pct(0.5), pct(0.9), pct(0.99), ms.back(),
@@ -187,6 +206,7 @@ int shardrt_cli_main(int argc, char** argv) {
   std::string model, out, shapes, autocast, engine, outdir = ".";
   std::vector<std::string> inputs, disabled;
   bool no_opt = false, verbose = false, json = false, skip_checksum = false;
+  std::string build_device = "cpu", run_device;
   int iters = 20, warmup = 3;
   double min_seconds = 1.0;
 
@@ -198,6 +218,8 @@ int shardrt_cli_main(int argc, char** argv) {
   b->add_option("--disable-pass", disabled, "skip a pass by name (repeatable)");
   b->add_flag("--no-optimize", no_opt, "skip the optimisation passes");
   b->add_flag("-v,--verbose", verbose, "log every rewrite the passes make");
+  b->add_option("--device", build_device, "where the engine runs by default: cpu or cuda (cuda also tunes on the GPU "
+                                           "when there is one)");
   int tp = 0, dp = 0;
   std::string mesh, tp_plan;
   b->add_option("--tp", tp, "tensor-parallel size: -o is then a folder of per-rank engines (docs/parallel.md)");
@@ -211,6 +233,7 @@ int shardrt_cli_main(int argc, char** argv) {
   r->add_option("--output-dir", outdir, "folder for the outputs (names escaped: see docs/cli.md)");
   r->add_flag("--skip-checksum", skip_checksum, "do not verify the engine's checksum (faster load)");
   r->add_option("--mesh", mesh, "with a per-rank engine folder: the mesh this launch expects (checked)");
+  r->add_option("--device", run_device, "cpu or cuda (default: the engine's build setting)");
 
   auto* in = app.add_subcommand("inspect", "describe an engine: layers, fusions, memory plan, bindings");
   in->add_option("engine", engine, "engine file")->required();
@@ -224,6 +247,8 @@ int shardrt_cli_main(int argc, char** argv) {
   be->add_option("--min-seconds", min_seconds, "keep timing at least this long");
   bool profile = false;
   be->add_flag("--profile", profile, "also print the time per layer and per op type");
+  be->add_option("--device", run_device, "cpu or cuda (default: the engine's build setting)");
+  be->add_flag("--json", json, "print {median_ms, mean_ms, min_ms, runs, device} as JSON on stdout");
 
   try {
     app.parse(argc, argv);
@@ -233,13 +258,18 @@ int shardrt_cli_main(int argc, char** argv) {
   try {
     if (*b && (tp || dp || !mesh.empty() || !tp_plan.empty())) {
       if (!autocast.empty()) throw Error("--autocast is not supported with --tp/--dp/--mesh yet");
+      if (build_device != "cpu") throw Error("--device " + build_device + " is not supported with --tp/--dp/--mesh yet");
       return cmd_build_parallel(model, out, shapes, no_opt, disabled, tp, dp, mesh, tp_plan);
     }
-    if (*b) return cmd_build(model, out, shapes, autocast, no_opt, verbose, disabled);
-    if (*r && fs::is_directory(engine)) return cmd_run_parallel(engine, inputs, outdir, mesh);
-    if (*r) return cmd_run(engine, inputs, outdir, skip_checksum);
+    if (*b) return cmd_build(model, out, shapes, autocast, no_opt, verbose, disabled, build_device);
+    if (*r && fs::is_directory(engine)) {
+      if (!run_device.empty() && run_device != "cpu")
+        throw Error("--device " + run_device + " is not supported with a per-rank engine folder yet");
+      return cmd_run_parallel(engine, inputs, outdir, mesh);
+    }
+    if (*r) return cmd_run(engine, inputs, outdir, skip_checksum, run_device);
     if (*in) return cmd_inspect(engine, json);
-    if (*be) return cmd_bench(engine, shapes, iters, warmup, min_seconds, profile);
+    if (*be) return cmd_bench(engine, shapes, iters, warmup, min_seconds, profile, run_device, json);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shardrt: error: %s\n", e.what());
     return 1;

@@ -1,17 +1,21 @@
 // Builder: graph → checked profiles → pass pipeline → memory plan → Engine.
 #include <chrono>
 #include <ctime>
+#include <cstdio>
+#include <cstring>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <unordered_map>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cuda/cuda_eval.h"
 #include "build/engine_file.h"
 #include "build/memory_plan.h"
 #include "ir/op_schema.h"
 #include "onnx/importer.h"
 #include "passes/pass_manager.h"
-#include "runtime/engine_impl.h"
+#include "runtime/exec_backend.h"
 #include "shardrt/network.h"
 
 namespace shardrt {
@@ -94,6 +98,43 @@ bool measure_sizes(const Graph& g, const std::map<std::string, Dims>& maxd, std:
   return true;
 }
 
+// Runs the engine once on the GPU at each input's opt shape (N(0,1) floats, zero
+// integers: always valid indices) and stores what the CUDA kernels chose (GEMM algorithms,
+// ...) in each node's "cuda_tactics" attribute, which kernels read at load instead of
+// timing again. A failure here costs only the tactics: the kernels time at run time then.
+void record_cuda_tactics(Engine::Impl& e, const BuildConfig& cfg) {
+  progress(cfg, "tune (cuda)", 0, 1);
+  try {
+    std::map<std::string, Tensor> ins;
+    std::mt19937 rng(0);
+    std::normal_distribution<float> nd;
+    for (auto& b : e.inputs) {
+      Dims d;
+      if (b.profile) d = b.profile->opt;
+      else for (auto& s : b.dims) d.push_back(std::stoll(s));
+      Tensor t(b.dtype, d);
+      std::memset(t.raw(), 0, t.nbytes());
+      if (is_float(b.dtype))
+        for (int64_t i = 0; i < t.numel(); ++i) t.set_f(i, nd(rng));
+      ins[b.name] = std::move(t);
+    }
+    auto backend = make_cuda_backend(e, nullptr);
+    backend->run(ins);
+    size_t tuned = 0;
+    for (auto& [node, kv] : backend->tactics()) {
+      std::vector<std::string> strs;
+      for (auto& [k, v] : kv) strs.push_back(k + "=" + v);
+      const_cast<Node*>(node)->attrs["cuda_tactics"] = Attr::of_strings(strs);
+      ++tuned;
+    }
+    std::fprintf(stderr, "shardrt: tuned on %s: tactics for %zu layers\n", cuda::device_description().c_str(), tuned);
+  } catch (const std::exception& ex) {
+    std::fprintf(stderr, "shardrt: warning: the tuning run on the GPU failed (%s); the engine carries no CUDA tactics\n",
+                 ex.what());
+  }
+  progress(cfg, "tune (cuda)", 1, 1);
+}
+
 std::vector<std::string> dims_strings(const Shape& s) {
   std::vector<std::string> r;
   for (auto& d : s) r.push_back(d.str());
@@ -103,6 +144,7 @@ std::vector<std::string> dims_strings(const Shape& s) {
 }  // namespace
 
 Engine build_engine_from_graph(Graph&& graph, const BuildConfig& cfg) {
+  check_device_name(cfg.device, "BuildConfig::device");
   auto g = std::make_unique<Graph>(std::move(graph));
   infer_graph(*g);
   g->verify();
@@ -155,11 +197,13 @@ Engine build_engine_from_graph(Graph&& graph, const BuildConfig& cfg) {
   std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   e->build_settings = {{"shardrt_version", "0.1.0"},
                        {"backend", "cpu"},
+                       {"device", cfg.device},
                        {"autocast", cfg.autocast ? dtype_name(*cfg.autocast) : "none"},
                        {"optimize", cfg.optimize ? "true" : "false"},
                        {"created", ts},
                        {"passes", pm.stats_report()}};
   e->graph = std::move(g);
+  if (cfg.device == "cuda" && cuda::device_available()) record_cuda_tactics(*e, cfg);
   progress(cfg, "done", 1, 1);
   return Engine(std::move(e));
 }
@@ -219,7 +263,7 @@ std::string Engine::inspect(bool as_json) const {
                  {"weight_bytes", impl_->weight_bytes}};
   if (as_json) return j.dump(2);
   std::ostringstream o;
-  o << "engine: " << g.name << " (" << impl_->build_settings["backend"] << ", autocast " << impl_->build_settings["autocast"] << ")\n";
+  o << "engine: " << g.name << " (device " << engine_device(*impl_) << ", autocast " << impl_->build_settings["autocast"] << ")\n";
   o << "inputs:\n";
   for (auto& b : impl_->inputs) {
     o << "  " << b.name << " " << dtype_name(b.dtype) << " [";

@@ -1,7 +1,7 @@
 // ONNX backend conformance runner.
 //
 //   shardrt_conformance <suite-root> [filter] [--verbose] [--reference] [--no-fork]
-//                       [--exclusions FILE]
+//                       [--exclusions FILE] [--device cpu|cuda]
 //
 // For every case under node/, simple/, pytorch-converted/, pytorch-operator/ (model.onnx
 // with test_data_set_N/{input,output}_K.pb) and light/ (<name>.onnx beside
@@ -216,6 +216,9 @@ std::string compare(const Tensor& got, const Tensor& want, bool light) {
 }
 
 // Runs every data set of the case through the engine (or the reference run).
+// --device: where engines are built for and run ("cpu" or "cuda").
+std::string g_device = "cpu";
+
 Result run_case(const Case& c, bool use_engine) {
   Result r;
   std::string stage = "import";
@@ -248,9 +251,12 @@ Result run_case(const Case& c, bool use_engine) {
       std::map<std::string, Tensor> outs;
       if (use_engine) {
         stage = "build";
+        cfg.device = g_device;
         Engine e = build_engine_from_graph(std::move(g), cfg);
         stage = "run";
-        ExecutionContext ctx(e);
+        ContextOptions co;
+        co.device = g_device;
+        ExecutionContext ctx(e, co);
         outs = ctx.run(feeds);
       } else {
         stage = "run";
@@ -429,16 +435,18 @@ int main(int argc, char** argv) {
     else if (a == "--reference") use_engine = false;
     else if (a == "--no-fork") isolate = false;
     else if (a == "--exclusions" && i + 1 < argc) excl_path = argv[++i];
+    else if (a == "--device" && i + 1 < argc) g_device = argv[++i];
     else if (a.rfind("--", 0) == 0) {
       std::fprintf(stderr, "unknown option %s\nusage: %s <suite-root> [filter] [--verbose] [--reference] "
-                           "[--no-fork] [--exclusions FILE]\n", a.c_str(), argv[0]);
+                           "[--no-fork] [--exclusions FILE] [--device cpu|cuda]\n", a.c_str(), argv[0]);
       return 2;
     } else if (root.empty()) root = a;
     else if (filter.empty()) filter = a;
     else { std::fprintf(stderr, "too many arguments\n"); return 2; }
   }
   if (root.empty()) {
-    std::fprintf(stderr, "usage: %s <suite-root> [filter] [--verbose] [--reference] [--no-fork] [--exclusions FILE]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s <suite-root> [filter] [--verbose] [--reference] [--no-fork] [--exclusions FILE] "
+                         "[--device cpu|cuda]\n", argv[0]);
     return 2;
   }
   if (!fs::is_directory(root)) {
@@ -504,7 +512,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("\nONNX conformance (%s): %zu cases under %s%s\n\n", use_engine ? "engine" : "reference run",
+  std::printf("\nONNX conformance (%s on %s): %zu cases under %s%s\n\n", use_engine ? "engine" : "reference run", g_device.c_str(),
               cases.size(), root.c_str(), filter.empty() ? "" : (" matching '" + filter + "'").c_str());
   std::printf("%-28s %6s %6s %6s %6s %8s\n", "op", "pass", "fail", "excl", "n/s", "present");
   for (auto& op : supported) {

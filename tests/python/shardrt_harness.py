@@ -24,6 +24,18 @@ TORCHSCRIPT_OPSET = 17
 # margin for a loaded machine) turns a hang into a failure instead of a stuck suite.
 CLI_TIMEOUT_S = 60
 
+# Where the engines of the end-to-end tests run: SHARDRT_TEST_DEVICE=cuda builds them with
+# `--device cuda` and runs them with `--device cuda` (scripts/gpu_test.sh sets it).
+TEST_DEVICE = os.environ.get("SHARDRT_TEST_DEVICE", "cpu") or "cpu"
+if TEST_DEVICE not in ("cpu", "cuda"):
+    raise ValueError(f"SHARDRT_TEST_DEVICE={TEST_DEVICE!r}: expected cpu or cuda")
+# Factor on the fp32 tolerances of the end-to-end tests. 1 on both devices: the CUDA GEMMs
+# compute in fp32 (TF32 is never used), so a GPU run differs from torch only as the CPU
+# backend does, by the order of summation and the exp/erf implementations (a few ulp per op),
+# which the fp32 tolerances already cover with a 10x margin. Were TF32 ever enabled (10-bit
+# mantissa, ~5e-4 relative per product) it would need about 100x, and a stated reason.
+FP32_TOL_FACTOR = float(os.environ.get("SHARDRT_TEST_FP32_TOL_FACTOR", "1"))
+
 
 # ---------------------------------------------------------------------------------------
 # The CLI
@@ -86,6 +98,9 @@ class Shardrt:
     def build(self, model: Path, engine: Path, shapes: str | None = None, autocast: str | None = None,
               extra=()) -> CliResult:
         args = ["build", model, "-o", engine]
+        # Per-rank builds (--tp/--dp/--mesh) stay on the CPU (the CLI refuses --device there).
+        if TEST_DEVICE != "cpu" and not any(str(a) in ("--tp", "--dp", "--mesh") for a in extra):
+            args += ["--device", TEST_DEVICE]
         if shapes:
             args += ["--shapes", shapes]
         if autocast:
@@ -97,6 +112,9 @@ class Shardrt:
         for name, path in inputs.items():
             args += ["--input", f"{name}={path}"]
         args += ["--output-dir", out_dir, *extra]
+        # A folder of per-rank engines runs on the CPU; a single engine on the test device.
+        if TEST_DEVICE != "cpu" and not Path(engine).is_dir() and "--device" not in map(str, extra):
+            args += ["--device", TEST_DEVICE]
         # Poisoned activation buffers: a kernel that leaves part of its output unwritten
         # produces garbage instead of a lucky zero.
         return self.call(args, env_extra={"SHARDRT_POISON": "1"})

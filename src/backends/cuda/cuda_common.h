@@ -106,6 +106,21 @@ class Resources {
 // The value stored for `key` in the node's "cuda_tactics" attribute, or "" when none.
 std::string tactic_from_attr(const Node& n, const std::string& key);
 
+// Thrown by a kernel, before it enqueues anything, for a case it does not handle (a dtype,
+// an attribute value, a rank) that the CPU backend does: the executor runs that node on the
+// CPU instead for the input shapes at hand (no CUDA graph then), with one note per op.
+struct Unsupported : GraphError {
+  using GraphError::GraphError;
+};
+
+// Thrown by a kernel, before it enqueues anything, that needs the value of input `index` on
+// the host (an axis, sizes, pads) and got no host copy: the executor reads it back from the
+// GPU (a synchronisation; no CUDA graph for these input shapes) and launches it again.
+struct NeedsHostValue : GraphError {
+  NeedsHostValue(const std::string& msg, size_t i) : GraphError(msg), index(i) {}
+  size_t index;
+};
+
 struct KernelCtx {
   const Node& node;
   std::vector<const DevTensor*> in;  // null for omitted optional inputs
@@ -118,6 +133,12 @@ struct KernelCtx {
   const DevTensor* input(size_t i) const { return i < in.size() ? in[i] : nullptr; }
   const Tensor* host_input(size_t i) const { return i < host.size() ? host[i] : nullptr; }
   [[noreturn]] void fail(const std::string& msg) const { throw GraphError(node.describe() + ": " + msg); }
+  [[noreturn]] void unsupported(const std::string& msg) const { throw Unsupported(node.describe() + ": " + msg); }
+  // The host copy of input i (`what` names it), or NeedsHostValue.
+  const Tensor& host_value(size_t i, const std::string& what) const {
+    if (const Tensor* t = host_input(i)) return *t;
+    throw NeedsHostValue(node.describe() + ": input " + std::to_string(i) + " (" + what + ") is needed on the host", i);
+  }
 };
 using Kernel = std::function<void(KernelCtx&)>;
 

@@ -7,6 +7,7 @@
 
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cuda/cuda_common.h"
+#include "backends/cuda/conv_kernels.h"
 #include "backends/cuda/cuda_eval.h"
 
 namespace shardrt::cuda {
@@ -59,6 +60,7 @@ void register_all_kernels() {
   register_gemm_kernels();
   register_attention_kernels();
   register_collective_kernels();
+  register_conv_kernels();
 }
 
 bool device_available() {

@@ -1,0 +1,214 @@
+// The CUDA execution context: whole engines built with the Network API run on the CPU and
+// on the GPU with the same results; graph replay, several shapes of one profile, profile
+// checks, CPU fallback of an op without a CUDA kernel, poisoned buffers, the split API.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+
+#include "../op_test_util.h"
+#include "backends/cuda/cuda_eval.h"
+#include "shardrt/engine.h"
+#include "shardrt/network.h"
+
+using namespace shardrt;
+using shardrt::optest::random_tensor;
+
+namespace {
+
+#define REQUIRE_GPU() \
+  if (!shardrt::cuda::device_available()) GTEST_SKIP() << "no GPU: " << shardrt::cuda::device_description()
+
+// x [batch, 64] -> Linear(64->96, gelu) -> LayerNorm -> Linear(96->32) + residual slice
+// -> Reshape [batch, 4, 8] -> Softmax: GEMMs, an activation, a norm, a view, shape math.
+Engine mlp_engine(std::optional<DType> autocast = std::nullopt) {
+  Network net("mlp");
+  ITensor x = net.input("x", DType::F32, {-1, 64}, {"batch"});
+  ITensor w1 = net.weight("w1", random_tensor(DType::F32, {96, 64}, -0.2, 0.2, 1));
+  ITensor b1 = net.weight("b1", random_tensor(DType::F32, {96}, -0.1, 0.1, 2));
+  ITensor g = net.weight("g", random_tensor(DType::F32, {96}, 0.5, 1.5, 3));
+  ITensor bb = net.weight("bb", random_tensor(DType::F32, {96}, -0.1, 0.1, 4));
+  ITensor w2 = net.weight("w2", random_tensor(DType::F32, {32, 96}, -0.2, 0.2, 5));
+  ITensor h = net.linear(x, w1, b1, Activation::Gelu);
+  h = net.layer_norm(h, g, bb, 1e-5f);
+  ITensor y = net.linear(h, w2);
+  y = net.add(y, net.slice(x, {0, 0}, {INT64_MAX, 32}, {0, 1}));
+  y = net.reshape(y, {-1, 4, 8});
+  net.output(net.softmax(y, -1), "y");
+  BuildConfig cfg;
+  cfg.shapes["x"] = {{1, 64}, {4, 64}, {16, 64}};
+  cfg.autocast = autocast;
+  return build_engine(net, cfg);
+}
+
+void expect_near_all(const Tensor& got, const Tensor& want, double atol, double rtol, const std::string& what) {
+  ASSERT_EQ(got.dtype(), want.dtype()) << what;
+  ASSERT_EQ(got.dims(), want.dims()) << what;
+  int bad = 0;
+  for (int64_t i = 0; i < got.numel() && bad < 10; ++i) {
+    double a = got.get_f(i), b = want.get_f(i);
+    if (!(std::fabs(a - b) <= atol + rtol * std::fabs(b))) {
+      ADD_FAILURE() << what << " element " << i << ": cuda " << a << " cpu " << b;
+      ++bad;
+    }
+  }
+}
+
+void expect_identical(const Tensor& a, const Tensor& b, const std::string& what) {
+  ASSERT_EQ(a.dims(), b.dims()) << what;
+  ASSERT_EQ(a.nbytes(), b.nbytes()) << what;
+  EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << what << ": runs differ";
+}
+
+struct ScopedEnv {
+  std::string name;
+  ScopedEnv(const char* n, const char* v) : name(n) { setenv(n, v, 1); }
+  ~ScopedEnv() { unsetenv(name.c_str()); }
+};
+
+}  // namespace
+
+TEST(CudaExecutor, MlpMatchesCpuInFp32AcrossShapesAndReplays) {
+  REQUIRE_GPU();
+  Engine e = mlp_engine();
+  ExecutionContext cpu(e, ContextOptions{"cpu"});
+  ExecutionContext gpu(e, ContextOptions{"cuda"});
+  EXPECT_EQ(gpu.device(), "cuda");
+  // batch 3, then 16 (another signature of the same profile), then 3 again (its graph).
+  for (int64_t batch : {3, 16, 3, 1}) {
+    Tensor x = random_tensor(DType::F32, {batch, 64}, -2, 2, 10 + unsigned(batch));
+    Tensor want = cpu.run({{"x", x}}).at("y");
+    Tensor first = gpu.run({{"x", x}}).at("y");
+    // fp32 everywhere (the GEMMs compute in fp32, no TF32): only the order of the 64- and
+    // 96-term sums and the exp/erf implementations differ, a few ulp of values <= 1.
+    expect_near_all(first, want, 2e-5, 1e-4, "batch " + std::to_string(batch));
+    // The second and third runs replay the captured graph: bit-identical to the first.
+    for (int r = 0; r < 2; ++r) expect_identical(gpu.run({{"x", x}}).at("y"), first, "replay " + std::to_string(r));
+  }
+}
+
+TEST(CudaExecutor, MlpMatchesCpuWithFp16Autocast) {
+  REQUIRE_GPU();
+  Engine e = mlp_engine(DType::F16);
+  ExecutionContext cpu(e, ContextOptions{"cpu"});
+  ExecutionContext gpu(e, ContextOptions{"cuda"});
+  Tensor x = random_tensor(DType::F32, {5, 64}, -2, 2, 7);
+  Tensor want = cpu.run({{"x", x}}).at("y");
+  Tensor got = gpu.run({{"x", x}}).at("y");
+  // Both round every intermediate to fp16 (~5e-4 relative) but may round at different
+  // places (fused epilogues, accumulation order); a few such roundings through two GEMMs
+  // and a LayerNorm stay well within 1e-2 on softmax outputs in [0, 1].
+  expect_near_all(got, want, 1e-2, 1e-2, "fp16 autocast");
+  expect_identical(gpu.run({{"x", x}}).at("y"), got, "fp16 replay");
+}
+
+TEST(CudaExecutor, RefusesInputsOutsideTheProfile) {
+  REQUIRE_GPU();
+  Engine e = mlp_engine();
+  ExecutionContext gpu(e, ContextOptions{"cuda"});
+  try {
+    gpu.run({{"x", random_tensor(DType::F32, {17, 64}, -1, 1, 1)}});
+    FAIL() << "batch 17 is outside the profile 1..16";
+  } catch (const Error& ex) {
+    EXPECT_NE(std::string(ex.what()).find("outside the engine's profile"), std::string::npos) << ex.what();
+  }
+  try {
+    gpu.run({{"x", random_tensor(DType::F16, {4, 64}, -1, 1, 1)}});
+    FAIL() << "fp16 input for an fp32 binding";
+  } catch (const Error& ex) {
+    EXPECT_NE(std::string(ex.what()).find("dtype"), std::string::npos) << ex.what();
+  }
+}
+
+TEST(CudaExecutor, SplitApiPoisonProfilingAndNoGraphsAgree) {
+  REQUIRE_GPU();
+  Engine e = mlp_engine();
+  Tensor x = random_tensor(DType::F32, {6, 64}, -2, 2, 3);
+  Tensor ref;
+  {
+    ExecutionContext gpu(e, ContextOptions{"cuda"});
+    gpu.set_inputs({{"x", x}});
+    for (int i = 0; i < 3; ++i) gpu.execute();  // eager, then two replays, queued back to back
+    gpu.synchronize();
+    ref = gpu.outputs().at("y");
+    EXPECT_THROW(ExecutionContext(e, ContextOptions{"cuda"}).execute(), Error);
+  }
+  {
+    // Every output filled with 0xff (NaN) before its kernel: an element left unwritten shows.
+    ScopedEnv p("SHARDRT_POISON", "1");
+    ExecutionContext gpu(e, ContextOptions{"cuda"});
+    for (int i = 0; i < 3; ++i) expect_identical(gpu.run({{"x", x}}).at("y"), ref, "poisoned run " + std::to_string(i));
+  }
+  {
+    ScopedEnv g("SHARDRT_CUDA_GRAPHS", "0");
+    ExecutionContext gpu(e, ContextOptions{"cuda"});
+    for (int i = 0; i < 2; ++i) expect_identical(gpu.run({{"x", x}}).at("y"), ref, "eager run " + std::to_string(i));
+  }
+  {
+    ExecutionContext gpu(e, ContextOptions{"cuda"});
+    gpu.set_profiling(true);
+    for (int i = 0; i < 2; ++i) expect_identical(gpu.run({{"x", x}}).at("y"), ref, "profiled run");
+    std::string rep = gpu.profile_report(5);
+    EXPECT_NE(rep.find("profile: 2 runs"), std::string::npos) << rep;
+    EXPECT_NE(rep.find("LayerNormalization"), std::string::npos) << rep;
+  }
+}
+
+TEST(CudaExecutor, OpWithoutCudaKernelFallsBackToTheCpu) {
+  REQUIRE_GPU();
+  if (cuda::has_kernel("Einsum")) GTEST_SKIP() << "Einsum has a CUDA kernel now; pick another op for this test";
+  Network net("fallback");
+  ITensor a = net.input("a", DType::F32, {-1, 12}, {"n"});
+  ITensor w = net.weight("w", random_tensor(DType::F32, {12, 7}, -1, 1, 2));
+  Network::Attrs at;
+  at.s["equation"] = "ij,jk->ik";
+  ITensor y = net.op("Einsum", {net.relu(a), w}, at)[0];
+  net.output(net.add(y, y), "y");
+  BuildConfig cfg;
+  cfg.shapes["a"] = {{1, 12}, {3, 12}, {8, 12}};
+  Engine e = build_engine(net, cfg);
+  ExecutionContext cpu(e, ContextOptions{"cpu"});
+  ExecutionContext gpu(e, ContextOptions{"cuda"});
+  for (int64_t n : {3, 8, 3}) {
+    Tensor x = random_tensor(DType::F32, {n, 12}, -1, 1, unsigned(n));
+    testing::internal::CaptureStderr();
+    Tensor got = gpu.run({{"a", x}}).at("y");
+    std::string err = testing::internal::GetCapturedStderr();
+    // 12-term fp32 sums on the CPU in both; relu and add on the GPU are exact.
+    expect_near_all(got, cpu.run({{"a", x}}).at("y"), 1e-5, 1e-5, "einsum n=" + std::to_string(n));
+    if (n == 3 && err.find("has no CUDA kernel") == std::string::npos && err.find("without a CUDA graph") == std::string::npos)
+      ADD_FAILURE() << "expected a note about the CPU fallback on stderr, got: " << err;
+  }
+}
+
+TEST(CudaExecutor, BuildForCudaRecordsTacticsThatSurviveTheEngineFile) {
+  REQUIRE_GPU();
+  Network net("tactics");
+  ITensor x = net.input("x", DType::F32, {-1, 256}, {"batch"});
+  ITensor w = net.weight("w", random_tensor(DType::F32, {128, 256}, -0.1, 0.1, 4));
+  net.output(net.linear(x, w), "y");
+  BuildConfig cfg;
+  cfg.shapes["x"] = {{1, 256}, {32, 256}, {64, 256}};
+  cfg.device = "cuda";
+  Engine e = build_engine(net, cfg);
+  EXPECT_NE(e.inspect(true).find("\"device\": \"cuda\""), std::string::npos);
+  std::string path = testing::TempDir() + "/cuda_tactics.engine";
+  e.save(path);
+  Engine loaded = Engine::load(path);
+  size_t with = 0;
+  for (auto& n : loaded.graph().nodes) with += n->attrs.count("cuda_tactics");
+  // Only kernels that choose something record tactics; say so rather than fail when the
+  // GEMM recorded none.
+  if (!with) std::fprintf(stderr, "note: no node recorded CUDA tactics\n");
+  ExecutionContext gpu(loaded);  // the engine's own device setting
+  EXPECT_EQ(gpu.device(), "cuda");
+  Tensor xin = random_tensor(DType::F32, {32, 256}, -1, 1, 5);
+  ExecutionContext cpu(loaded, ContextOptions{"cpu"});
+  // 256-term fp32 dot products of values <= 1 x 0.1: sums of order 1, order-of-summation
+  // differences of a few ulp times sqrt(256).
+  expect_near_all(gpu.run({{"x", xin}}).at("y"), cpu.run({{"x", xin}}).at("y"), 1e-5, 1e-4, "tuned engine");
+  std::remove(path.c_str());
+}
