@@ -23,3 +23,24 @@ else
 fi
 echo "== end-to-end tests (pytest)"
 SHARDRT_BIN="$BUILD/shardrt" SHARDRT_POISON=1 "$VENV/bin/python" -m pytest -q tests/python
+
+# The same suite (ctest, conformance, pytest through the instrumented CLI) in a separate
+# build under AddressSanitizer + UndefinedBehaviorSanitizer (CUDA off: nothing here runs it;
+# SHARDRT_SKIP_SANITIZERS=1 skips this stage for quick local runs). Leak checking is off:
+# OpenMPI and protobuf keep process-lifetime allocations that LeakSanitizer reports.
+if [ "${SHARDRT_SKIP_SANITIZERS:-0}" != 1 ]; then
+  echo "== the suite again under AddressSanitizer + UndefinedBehaviorSanitizer"
+  ASAN_BUILD="${SHARDRT_ASAN_BUILD_DIR:-$ROOT/build-asan}"
+  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+  cmake -S . -B "$ASAN_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPython3_EXECUTABLE="$VENV/bin/python" \
+    -DSHARDRT_BUILD_BENCH=OFF -DSHARDRT_WITH_CUDA=OFF -DCMAKE_CXX_FLAGS="$SAN" \
+    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
+  cmake --build "$ASAN_BUILD" -j "$JOBS"
+  export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  (cd "$ASAN_BUILD" && SHARDRT_POISON=1 ctest --output-on-failure -j "$JOBS" -E onnx_conformance)
+  if [ -d "$SUITE/node" ]; then
+    SHARDRT_POISON=1 "$ASAN_BUILD/tests/conformance/shardrt_conformance" "$SUITE" \
+      --exclusions tests/conformance/exclusions.txt | tail -3
+  fi
+  SHARDRT_BIN="$ASAN_BUILD/shardrt" SHARDRT_POISON=1 "$VENV/bin/python" -m pytest -q -x tests/python
+fi

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "ir/checked_size.h"
 #include "util/hash.h"
 
 namespace shardrt {
@@ -48,8 +49,17 @@ json shape_json(const Shape& s) {
   return a;
 }
 Shape shape_from(const json& a) {
+  if (!a.is_array()) throw Error("a shape is not a list");
   Shape s;
-  for (auto& d : a) s.push_back(d.is_number() ? Dim(d.get<int64_t>()) : Dim::symbol(d.get<std::string>()));
+  for (auto& d : a) {
+    if (d.is_number()) {
+      int64_t v = d.get<int64_t>();
+      if (v < 0) throw Error("negative dimension " + std::to_string(v) + " in a shape");
+      s.push_back(Dim(v));
+    } else {
+      s.push_back(Dim::symbol(d.get<std::string>()));
+    }
+  }
   return s;
 }
 
@@ -82,9 +92,15 @@ Attr attr_from(const json& j, const std::string& what) {
   }
   if (j.contains("strings")) return Attr::of_strings(j["strings"].get<std::vector<std::string>>());
   if (j.contains("t")) {
-    auto& t = j["t"];
-    Tensor x(dtype_from_name(t["dtype"].get<std::string>()), t["dims"].get<Dims>());
-    from_hex(t["hex"].get<std::string>(), x.raw(), x.nbytes(), what);
+    auto& t = j.at("t");
+    DType dt = dtype_from_name(t.at("dtype").get<std::string>());
+    Dims dims = t.at("dims").get<Dims>();
+    const std::string& hex = t.at("hex").get_ref<const std::string&>();
+    // The hex text bounds the size: checked before allocating what the dims ask for.
+    if (checked_nbytes(dt, dims, what + ": attribute tensor") * 2 != hex.size())
+      throw Error(what + ": attribute tensor has the wrong size");
+    Tensor x(dt, std::move(dims));
+    from_hex(hex, x.raw(), x.nbytes(), what);
     return Attr::of(std::move(x));
   }
   throw Error(what + ": unknown attribute encoding");
@@ -203,13 +219,23 @@ std::unique_ptr<Engine::Impl> load_engine_file(const std::string& path, bool ver
   struct stat st {};
   ::fstat(fd, &st);
   size_t size = size_t(st.st_size);
-  auto bad = [&](const std::string& why) -> Error { return Error("engine file '" + path + "' is not usable: " + why); };
-  if (size < kFixedHeader) { ::close(fd); throw bad("truncated (" + std::to_string(size) + " bytes, the fixed header alone is 64)"); }
+  if (size < kFixedHeader) {
+    ::close(fd);
+    throw Error("engine file '" + path + "' is not usable: truncated (" + std::to_string(size) +
+                " bytes, the fixed header alone is 64)");
+  }
   void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
   if (m == MAP_FAILED) throw Error("cannot map engine file '" + path + "'");
   std::shared_ptr<void> mapping(m, [size](void* p) { ::munmap(p, size); });
-  auto* b = static_cast<const unsigned char*>(m);
+  return load_engine_bytes(mapping, size, path, verify_checksum);
+}
+
+std::unique_ptr<Engine::Impl> load_engine_bytes(std::shared_ptr<void> mapping, size_t size, const std::string& path,
+                                                bool verify_checksum) {
+  auto bad = [&](const std::string& why) -> Error { return Error("engine file '" + path + "' is not usable: " + why); };
+  if (size < kFixedHeader) throw bad("truncated (" + std::to_string(size) + " bytes, the fixed header alone is 64)");
+  auto* b = static_cast<const unsigned char*>(mapping.get());
   if (std::memcmp(b, kMagic, 8) != 0) throw bad("magic check failed (not a shardrt engine)");
   uint32_t ver;
   std::memcpy(&ver, b + 8, 4);
@@ -254,7 +280,7 @@ std::unique_ptr<Engine::Impl> load_engine_file(const std::string& path, bool ver
       Dims dims = c.at("dims").get<Dims>();
       if (off > wsize || nb > wsize - off || off % kWeightAlign)
         throw bad("bounds check failed: weight '" + jv["name"].get<std::string>() + "' lies outside the weights section");
-      if (size_t(numel(dims)) * dtype_size(t) != nb)
+      if (checked_nbytes(t, dims, "weight '" + jv["name"].get<std::string>() + "'") != nb)
         throw bad("bounds check failed: weight '" + jv["name"].get<std::string>() + "' size does not match its dims");
       void* p = const_cast<unsigned char*>(b + woffset + off);
       Value* v = g.add_value(jv["name"].get<std::string>(), t, dims_shape(dims));
@@ -305,8 +331,9 @@ std::unique_ptr<Engine::Impl> load_engine_file(const std::string& path, bool ver
     }
     e->memory.aliases = jm.value("aliases", std::map<std::string, std::string>());
     g.verify();
-  } catch (const Error&) {
-    throw;
+  } catch (const Error& ex) {
+    if (std::string(ex.what()).rfind("engine file ", 0) == 0) throw;
+    throw bad(std::string("header check failed: ") + ex.what());
   } catch (const std::exception& ex) {
     throw bad(std::string("header check failed: ") + ex.what());
   }

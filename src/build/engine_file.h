@@ -22,5 +22,9 @@ constexpr uint32_t kEngineFormatVersion = 1;
 
 void save_engine_file(const Engine::Impl& e, const std::string& path);
 std::unique_ptr<Engine::Impl> load_engine_file(const std::string& path, bool verify_checksum);
+// The same checks and parsing over bytes already in memory (`data` holds `size` bytes and is
+// kept alive by the engine: weights are borrowed from it); `path` names it in errors.
+std::unique_ptr<Engine::Impl> load_engine_bytes(std::shared_ptr<void> data, size_t size, const std::string& path,
+                                                bool verify_checksum);
 
 }  // namespace shardrt

@@ -43,6 +43,9 @@ std::optional<Placement> parse_placement(const std::string& s0) {
     if (i == num.size()) return std::nullopt;
     for (size_t k = i; k < num.size(); ++k)
       if (!std::isdigit(static_cast<unsigned char>(num[k]))) return std::nullopt;
+    // No tensor has a billion dims: longer numbers are not a placement (and would not fit
+    // in stoll's range).
+    if (num.size() - i > 9) return std::nullopt;
     return Placement::shard(std::stoll(num));
   }
   return std::nullopt;
@@ -127,7 +130,8 @@ Placement layout_of(const ojson& v, const std::string& where) {
     if (v.size() != 1) bad(where, "give one layout (a string or a list of one), got " + std::to_string(v.size()));
     x = &v[0];
   }
-  if (!x->is_string()) bad(where, "a layout is a string such as \"Shard(0)\", \"Replicate\" or \"Partial(sum)\", got " + x->dump());
+  // Names the JSON type rather than dumping the value: a deeply nested one would recurse.
+  if (!x->is_string()) bad(where, std::string("a layout is a string such as \"Shard(0)\", \"Replicate\" or \"Partial(sum)\", got a JSON ") + x->type_name());
   auto p = parse_placement(x->get<std::string>());
   if (!p) bad(where, "'" + x->get<std::string>() + "' is not a placement (Replicate, Shard(d), Partial(sum))");
   return *p;
@@ -148,6 +152,10 @@ ShardingPlan parse_plan_json(const std::string& text, const std::string& source)
   } catch (const nlohmann::json::parse_error& e) {
     throw Error("sharding plan " + source + ": line " + std::to_string(line_of(text, e.byte ? e.byte - 1 : 0)) +
                 ": JSON syntax error: " + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    // Not a syntax error but a value JSON cannot hold, such as a number beyond a double's
+    // range (out_of_range 406).
+    throw Error("sharding plan " + source + ": invalid JSON: " + e.what());
   }
   if (!doc.is_object() || !doc.contains("tp_plan"))
     bad(source, "the file must be a JSON object with a \"tp_plan\" key (see docs/parallel.md)");
@@ -164,10 +172,14 @@ ShardingPlan parse_plan_json(const std::string& text, const std::string& source)
     PlanEntry e;
     e.pattern = pattern;
     e.origin = where;
-    ojson obj = spec.is_string() ? ojson{{"style", spec}} : spec;
+    // A reference, not a copy: copying a JSON value recurses through its nesting, which
+    // the file controls (a deeply nested value would overflow the stack).
+    ojson wrapped;
+    if (spec.is_string()) wrapped = ojson{{"style", spec}};
+    const ojson& obj = spec.is_string() ? wrapped : spec;
     if (!obj.is_object()) bad(where, "must be a style name or an object with \"style\"");
-    if (!obj.contains("style") || !obj["style"].is_string()) bad(where, "needs \"style\": one of colwise, rowwise, sequence, prepare_input");
-    e.style = obj["style"].get<std::string>();
+    if (!obj.contains("style") || !obj.at("style").is_string()) bad(where, "needs \"style\": one of colwise, rowwise, sequence, prepare_input");
+    e.style = obj.at("style").get<std::string>();
     if (std::find(styles.begin(), styles.end(), e.style) == styles.end())
       bad(where + ".style", "'" + e.style + "' is not a style (colwise, rowwise, sequence, prepare_input)");
     for (auto& [k, v] : obj.items()) {

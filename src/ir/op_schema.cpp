@@ -52,7 +52,13 @@ int64_t InferCtx::axis(int64_t a, int64_t r) const {
 Dim dim_unknown(const std::string& hint) { return Dim::symbol(hint); }
 
 Dim dim_mul(const Dim& a, const Dim& b) {
-  if (a.known() && b.known()) return Dim(a.value * b.value);
+  if (a.known() && b.known()) {
+    int64_t r;
+    // Dims come from model files: a product that wraps would be a small, wrong size.
+    if (__builtin_mul_overflow(a.value, b.value, &r))
+      throw GraphError("dimension product " + a.str() + " * " + b.str() + " overflows 64 bits");
+    return Dim(r);
+  }
   if (a.known() && a.value == 1) return b;
   if (b.known() && b.value == 1) return a;
   if (a.known() && a.value == 0) return Dim(0);

@@ -4,12 +4,40 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "ir/checked_size.h"
+#include "shardrt/engine.h"
+
 namespace shardrt {
 
 int64_t numel(const Dims& d) {
+  // Checked: dims come from files and shape rules over them, and a product that wraps
+  // would size a buffer far smaller than the indexing into it.
   int64_t n = 1;
-  for (int64_t x : d) n *= x;
+  for (int64_t x : d)
+    if (__builtin_mul_overflow(n, x, &n)) throw Error("shape " + dims_str(d) + " has more elements than fit in 64 bits");
   return n;
+}
+
+namespace {
+// 2^62: far above any real tensor, and leaves room for byte counts of 8-byte elements.
+constexpr int64_t kMaxElements = int64_t(1) << 62;
+}  // namespace
+
+int64_t checked_numel(const Dims& dims, const std::string& what) {
+  int64_t n = 1;
+  for (int64_t x : dims) {
+    if (x < 0) throw Error(what + ": negative dimension in " + dims_str(dims));
+    if (__builtin_mul_overflow(n, x, &n) || n > kMaxElements)
+      throw Error(what + ": shape " + dims_str(dims) + " has too many elements");
+  }
+  return n;
+}
+
+size_t checked_nbytes(DType t, const Dims& dims, const std::string& what) {
+  size_t n = size_t(checked_numel(dims, what)), b;
+  if (__builtin_mul_overflow(n, dtype_size(t), &b) || b > size_t(kMaxElements))
+    throw Error(what + ": shape " + dims_str(dims) + " of " + dtype_name(t) + " is too large");
+  return b;
 }
 
 std::string dims_str(const Dims& d) {
@@ -32,7 +60,7 @@ std::shared_ptr<void> alloc_bytes(size_t n) {
 Tensor::Tensor(DType t, Dims dims) : dtype_(t), dims_(std::move(dims)) {
   for (int64_t x : dims_)
     if (x < 0) throw std::invalid_argument("negative dimension in " + dims_str(dims_));
-  owner_ = alloc_bytes(nbytes());
+  owner_ = alloc_bytes(checked_nbytes(dtype_, dims_, "tensor"));
   data_ = owner_.get();
 }
 

@@ -228,6 +228,12 @@ Graph import_onnx_model(onnx::ModelProto& model, const std::string& base_dir, co
       pr.add("", std::string(what) + " '" + vi.name() + "' has no element type");
     if (need_shape && !ty.tensor_type().has_shape())
       pr.add("", std::string(what) + " '" + vi.name() + "' has no shape; shardrt needs each input's rank");
+    for (auto& d : ty.tensor_type().shape().dim())
+      if (d.has_dim_value() && d.dim_value() < 0) {
+        pr.malformed.push_back(std::string(what) + " '" + vi.name() + "' has a negative dimension (" +
+                               std::to_string(d.dim_value()) + ")");
+        break;
+      }
   };
   for (auto& vi : gp.input())
     if (!init_names.count(vi.name())) check_value_type(vi, "graph input", true);

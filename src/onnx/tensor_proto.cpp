@@ -1,10 +1,12 @@
 // TensorProto → Tensor: raw_data, the typed repeated fields, or external data.
 #include <cstring>
 
+#include "ir/checked_size.h"
 #include "ir/onnx_dtype.h"
 #include "onnx/import_internal.h"
 #include "onnx/importer.h"
 #include "onnx/onnx.pb.h"
+#include "shardrt/engine.h"
 
 namespace shardrt {
 namespace onnx_detail {
@@ -47,16 +49,36 @@ Tensor tensor_from_proto(const onnx::TensorProto& t, ExternalDataFiles& ext) {
     if (d < 0) throw GraphError("tensor '" + name + "': negative dimension in its dims");
     dims.push_back(d);
   }
+  // Sizes are checked against the data the proto holds before anything is allocated: dims
+  // alone can ask for any amount of memory.
+  size_t need;
+  try {
+    need = checked_nbytes(dt, dims, "tensor '" + name + "'");
+  } catch (const Error& e) {
+    throw GraphError(e.what());
+  }
   if (t.data_location() == onnx::TensorProto::EXTERNAL) return ext.load(t, dt, dims);
 
-  Tensor r(dt, dims);
   if (t.has_raw_data()) {
-    if (t.raw_data().size() != r.nbytes())
+    if (t.raw_data().size() != need)
       throw GraphError("tensor '" + name + "': raw_data has " + std::to_string(t.raw_data().size()) +
-                       " bytes, " + dtype_name(dt) + dims_str(dims) + " needs " + std::to_string(r.nbytes()));
-    if (r.nbytes()) std::memcpy(r.raw(), t.raw_data().data(), r.nbytes());
+                       " bytes, " + dtype_name(dt) + dims_str(dims) + " needs " + std::to_string(need));
+    Tensor r(dt, dims);
+    if (need) std::memcpy(r.raw(), t.raw_data().data(), need);
     return r;
   }
+  size_t have = 0;  // values in the typed field this dtype uses
+  const char* field = "int32_data";
+  switch (dt) {
+    case DType::F32: have = size_t(t.float_data_size()); field = "float_data"; break;
+    case DType::F64: have = size_t(t.double_data_size()); field = "double_data"; break;
+    case DType::I64: have = size_t(t.int64_data_size()); field = "int64_data"; break;
+    default: have = size_t(t.int32_data_size()); break;
+  }
+  if (have != need / dtype_size(dt))
+    throw GraphError("initializer '" + name + "': " + field + " holds " + std::to_string(have) + " values, dims " +
+                     dims_str(dims) + " need " + std::to_string(need / dtype_size(dt)));
+  Tensor r(dt, dims);
   switch (dt) {
     case DType::F32: copy_typed<decltype(t.float_data()), float>(t.float_data(), r, name, "float_data"); break;
     case DType::F64: copy_typed<decltype(t.double_data()), double>(t.double_data(), r, name, "double_data"); break;

@@ -128,6 +128,7 @@ PassManager default_pipeline(const PipelineOptions& opts) {
     pm.add(make_fuse_rmsnorm_pass());
     pm.add(make_fuse_rotary_pass());
     pm.add(make_fuse_attention_pass());
+    pm.add(make_fuse_add_norm_pass());  // after the norm fusions: reads the norms they make
     // ---- end of norm/attention/rotary fusions ----
     pm.add(make_fuse_activations_pass());  // GELU/SiLU/SwiGLU first: Linear folds activations
     pm.add(make_fuse_linear_pass());

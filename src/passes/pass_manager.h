@@ -86,6 +86,7 @@ PassPtr make_fuse_layernorm_pass();  // decomposed LayerNorm → LayerNormalizat
 PassPtr make_fuse_rmsnorm_pass();    // Pow/ReduceMean/Add/Sqrt/Reciprocal/Mul → shardrt.RMSNorm
 PassPtr make_fuse_rotary_pass();     // rotate-half rotary embedding → shardrt.Rotary
 PassPtr make_fuse_attention_pass();  // MatMul/scale/mask/Softmax/MatMul → shardrt.Attention
+PassPtr make_fuse_add_norm_pass();   // Add + LayerNormalization/RMSNorm → shardrt.AddLayerNorm/AddRMSNorm
 // ---- end of norm/attention/rotary factories ----
 PassPtr make_fuse_collectives_pass();  // shardrt.XStart + shardrt.Wait (sole user) → shardrt.X
 

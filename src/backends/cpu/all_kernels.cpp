@@ -10,6 +10,7 @@ void register_all_kernels() {
   register_fused_linear_kernels();
   register_fused_attention_kernels();
   register_collective_kernels();
+  register_fused_norm_kernels();
 }
 
 }  // namespace shardrt::cpu

@@ -10,6 +10,7 @@ void register_all_op_schemas() {
   register_fused_linear_schemas();
   register_fused_attention_schemas();
   register_collective_schemas();
+  register_fused_norm_schemas();
 }
 
 }  // namespace shardrt

@@ -12,5 +12,6 @@ void register_nn_schemas();           // MatMul, Gemm, Conv, pools, norms, Resiz
 void register_fused_linear_schemas();     // shardrt.Linear, activations (Gelu/Silu/SwiGLU)
 void register_fused_attention_schemas();  // shardrt.Attention, norms, rotary
 void register_collective_schemas();       // shardrt.AllReduce/AllGather/ReduceScatter, Start forms, Wait
+void register_fused_norm_schemas();       // shardrt.AddLayerNorm / shardrt.AddRMSNorm (residual + norm)
 
 }  // namespace shardrt

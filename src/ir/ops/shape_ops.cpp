@@ -22,20 +22,33 @@ SymVec from_tensor(const Tensor& t) {
   return r;
 }
 
-std::optional<SymVec> sym_value(const Value* v, int depth);
+// One evaluation's budget: each producer may be reached along many paths (Concat(v, v),
+// Add(v, v), ... repeated), so the walk counts its steps and the sizes it builds rather
+// than trusting the depth limit alone (2^32 paths fit in 32 levels).
+struct Walk {
+  int steps = 0;
+};
+constexpr int kMaxWalkSteps = 4096;
+constexpr size_t kMaxSymElements = 4096;
 
-std::optional<std::vector<int64_t>> known_value(const Value* v, int depth) {
-  return all_known(sym_value(v, depth));
+std::optional<SymVec> sym_value(const Value* v, int depth, Walk& w);
+
+std::optional<std::vector<int64_t>> known_value(const Value* v, int depth, Walk& w) {
+  return all_known(sym_value(v, depth, w));
 }
 
 // Elementwise arithmetic on symbolic integers; only what keeps a dim nameable.
 SymInt sym_arith(const std::string& op, const SymInt& a, const SymInt& b) {
   if (a.known() && b.known()) {
-    if (op == "Add") return SymInt::of(a.v + b.v);
-    if (op == "Sub") return SymInt::of(a.v - b.v);
-    if (op == "Mul") return SymInt::of(a.v * b.v);
-    if (b.v == 0) return SymInt{0, "?"};
-    return SymInt::of(a.v / b.v);  // integer Div truncates, as ONNX Runtime does
+    // Values that overflow (the model's constants can be anything) are unknown, not wrapped.
+    int64_t r;
+    bool overflow = false;
+    if (op == "Add") overflow = __builtin_add_overflow(a.v, b.v, &r);
+    else if (op == "Sub") overflow = __builtin_sub_overflow(a.v, b.v, &r);
+    else if (op == "Mul") overflow = __builtin_mul_overflow(a.v, b.v, &r);
+    else if (b.v == 0 || (b.v == -1 && a.v == std::numeric_limits<int64_t>::min())) overflow = true;
+    else r = a.v / b.v;  // integer Div truncates, as ONNX Runtime does
+    return overflow ? SymInt{0, "?"} : SymInt::of(r);
   }
   if (op == "Mul") {
     if (a.known() && a.v == 1) return b;
@@ -50,8 +63,8 @@ SymInt sym_arith(const std::string& op, const SymInt& a, const SymInt& b) {
   return SymInt{0, "?"};
 }
 
-std::optional<SymVec> sym_value(const Value* v, int depth) {
-  if (!v || depth > 32) return std::nullopt;
+std::optional<SymVec> sym_value(const Value* v, int depth, Walk& w) {
+  if (!v || depth > 32 || ++w.steps > kMaxWalkSteps) return std::nullopt;
   if (v->constant) {
     if (!int_type(v->constant->dtype()) || v->constant->numel() > 4096) return std::nullopt;
     return from_tensor(*v->constant);
@@ -77,8 +90,8 @@ std::optional<SymVec> sym_value(const Value* v, int depth) {
     return SymVec{SymInt::of(n)};
   }
   if (op == "Gather") {
-    auto data = sym_value(p->in(0), depth + 1);
-    auto idx = known_value(p->in(1), depth + 1);
+    auto data = sym_value(p->in(0), depth + 1, w);
+    auto idx = known_value(p->in(1), depth + 1, w);
     if (!data || !idx || p->in(0)->shape.size() != 1) return std::nullopt;
     int64_t n = int64_t(data->size());
     SymVec out;
@@ -92,9 +105,10 @@ std::optional<SymVec> sym_value(const Value* v, int depth) {
   if (op == "Concat") {
     SymVec out;
     for (const Value* in : p->inputs) {
-      auto part = sym_value(in, depth + 1);
+      auto part = sym_value(in, depth + 1, w);
       if (!part) return std::nullopt;
       out.insert(out.end(), part->begin(), part->end());
+      if (out.size() > kMaxSymElements) return std::nullopt;
     }
     return out;
   }
@@ -102,15 +116,15 @@ std::optional<SymVec> sym_value(const Value* v, int depth) {
       op == "Cast") {
     const Value* x = p->in(0);
     if (!x || !int_type(x->dtype)) return std::nullopt;
-    return sym_value(x, depth + 1);
+    return sym_value(x, depth + 1, w);
   }
   if (op == "Slice") {
-    auto data = sym_value(p->in(0), depth + 1);
-    auto st = known_value(p->in(1), depth + 1), en = known_value(p->in(2), depth + 1);
+    auto data = sym_value(p->in(0), depth + 1, w);
+    auto st = known_value(p->in(1), depth + 1, w), en = known_value(p->in(2), depth + 1, w);
     if (!data || !st || !en || st->size() != 1 || en->size() != 1) return std::nullopt;
     int64_t step = 1;
     if (p->in(4)) {
-      auto sp = known_value(p->in(4), depth + 1);
+      auto sp = known_value(p->in(4), depth + 1, w);
       if (!sp || sp->size() != 1 || (*sp)[0] == 0) return std::nullopt;
       step = (*sp)[0];
     }
@@ -120,7 +134,7 @@ std::optional<SymVec> sym_value(const Value* v, int depth) {
     return out;
   }
   if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") {
-    auto a = sym_value(p->in(0), depth + 1), b = sym_value(p->in(1), depth + 1);
+    auto a = sym_value(p->in(0), depth + 1, w), b = sym_value(p->in(1), depth + 1, w);
     if (!a || !b) return std::nullopt;
     size_t n = std::max(a->size(), b->size());
     if ((a->size() != n && a->size() != 1) || (b->size() != n && b->size() != 1)) return std::nullopt;
@@ -137,7 +151,8 @@ std::optional<SymVec> sym_value(const Value* v, int depth) {
 std::optional<std::vector<int64_t>> ints_of(const InferCtx& c, size_t i) {
   const Tensor* t = c.value(i);
   if (!t) {
-    if (c.has(i) && i < c.node.inputs.size()) return known_value(c.node.inputs[i], 0);
+    Walk w;
+    if (c.has(i) && i < c.node.inputs.size()) return known_value(c.node.inputs[i], 0, w);
     return std::nullopt;
   }
   return t->to_i64_vector();
@@ -146,7 +161,8 @@ std::optional<std::vector<int64_t>> ints_of(const InferCtx& c, size_t i) {
 std::optional<SymVec> sym_of(const InferCtx& c, size_t i) {
   if (const Tensor* t = c.value(i)) return from_tensor(*t);
   if (!c.has(i) || i >= c.node.inputs.size()) return std::nullopt;
-  return sym_value(c.node.inputs[i], 0);
+  Walk w;
+  return sym_value(c.node.inputs[i], 0, w);
 }
 
 std::optional<std::vector<int64_t>> all_known(const std::optional<SymVec>& v) {
@@ -165,8 +181,20 @@ Dim to_dim(const InferCtx& c, const SymInt& s) {
   return Dim(s.v);
 }
 
+size_t rank_from_length(const InferCtx& c, int64_t n) {
+  if (n < 0 || n > kMaxRank)
+    c.fail("the output would have rank " + std::to_string(n) + " (shardrt handles ranks 0 to " +
+           std::to_string(kMaxRank) + ")");
+  return size_t(n);
+}
+
 Dim dim_add(const Dim& a, const Dim& b) {
-  if (a.known() && b.known()) return Dim(a.value + b.value);
+  if (a.known() && b.known()) {
+    int64_t r;
+    if (__builtin_add_overflow(a.value, b.value, &r))
+      throw GraphError("dimension sum " + a.str() + " + " + b.str() + " overflows 64 bits");
+    return Dim(r);
+  }
   if (a.known() && a.value == 0) return b;
   if (b.known() && b.value == 0) return a;
   if (a.str() == "?" || b.str() == "?") return dim_unknown();

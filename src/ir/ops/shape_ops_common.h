@@ -35,6 +35,11 @@ std::optional<std::vector<int64_t>> all_known(const std::optional<SymVec>& v);
 Dim to_dim(const InferCtx& c, const SymInt& s);
 // a + b for dims ("seq+1" when symbolic).
 Dim dim_add(const Dim& a, const Dim& b);
+// An output rank taken from the (known) length of a shape-like input whose values are not
+// known: fails when it is negative or beyond kMaxRank, so that a model cannot make a
+// shape rule allocate billions of dims.
+constexpr int64_t kMaxRank = 1024;
+size_t rank_from_length(const InferCtx& c, int64_t n);
 
 // Slice geometry of one axis, following ONNX's clamping rules.
 struct SliceAxis {

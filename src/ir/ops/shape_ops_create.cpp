@@ -143,11 +143,14 @@ void infer_pad(InferCtx& c) {
     int64_t a = c.axis(ax[i], r);
     if (seen[size_t(a)]) c.fail("axes repeat");
     seen[size_t(a)] = true;
-    int64_t add = (*pads)[i] + (*pads)[i + n];
+    int64_t add, padded = 0;
     const Dim& d = in[size_t(a)];
+    if (__builtin_add_overflow((*pads)[i], (*pads)[i + n], &add) ||
+        (d.known() && __builtin_add_overflow(d.value, add, &padded)))
+      c.fail("pads of axis " + std::to_string(a) + " overflow 64 bits");
     if (d.known()) {
-      if (d.value + add < 0) c.fail("pads remove more than axis " + std::to_string(a) + " holds");
-      out[size_t(a)] = Dim(d.value + add);
+      if (padded < 0) c.fail("pads remove more than axis " + std::to_string(a) + " holds");
+      out[size_t(a)] = Dim(padded);
     } else {
       out[size_t(a)] = add == 0 ? d : add > 0 ? dim_add(d, Dim(add)) : dim_unknown();
     }

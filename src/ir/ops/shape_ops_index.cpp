@@ -46,6 +46,7 @@ void infer_concat(InferCtx& c) {
 
 void infer_split(InferCtx& c) {
   int64_t r = c.rank(0);
+  if (r == 0) c.fail("cannot split a scalar");
   int64_t ax = c.axis(c.node.attr_i("axis", 0), r);
   int64_t n = int64_t(c.node.outputs.size());
   if (c.node.has_attr("num_outputs") && c.node.attr_i("num_outputs") != n)
@@ -60,7 +61,7 @@ void infer_split(InferCtx& c) {
       int64_t sum = 0;
       for (int64_t s : *split) {
         if (s < 0) c.fail("negative split size");
-        sum += s;
+        if (__builtin_add_overflow(sum, s, &sum)) c.fail("split sizes overflow 64 bits");
         sizes.push_back(Dim(s));
       }
       if (d.known() && sum != d.value) c.fail("split sizes sum to " + std::to_string(sum) + ", axis has " + d.str());
@@ -213,6 +214,7 @@ void infer_compress(InferCtx& c) {
   Dim total(1);
   for (auto& d : in) total = dim_mul(total, d);
   bool has_axis = c.node.has_attr("axis");
+  if (has_axis && c.rank(0) == 0) c.fail("cannot compress a scalar along an axis");
   int64_t ax = has_axis ? c.axis(c.node.attr_i("axis"), c.rank(0)) : -1;
   const Dim& len = has_axis ? in[size_t(ax)] : total;
   if (cond && len.known() && cond->numel() > len.value)

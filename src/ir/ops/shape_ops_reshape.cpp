@@ -69,7 +69,7 @@ void infer_reshape(InferCtx& c) {
   if (!target) {
     const Dim& n = c.in_shapes[1][0];
     if (!n.known()) c.fail("the length of the shape input is unknown, so is the output's rank");
-    c.set(0, c.in_types[0], Shape(size_t(n.value), dim_unknown()));
+    c.set(0, c.in_types[0], Shape(rank_from_length(c, n.value), dim_unknown()));
     return;
   }
   Shape out;
@@ -147,7 +147,7 @@ void infer_squeeze(InferCtx& c) {
     auto axes = ints_of(c, 1);
     if (!axes) {
       if (c.rank(1) != 1 || !c.in_shapes[1][0].known()) c.fail("axes are unknown and so is the output's rank");
-      c.set(0, c.in_types[0], Shape(size_t(r - c.in_shapes[1][0].value), dim_unknown()));
+      c.set(0, c.in_types[0], Shape(rank_from_length(c, r - c.in_shapes[1][0].value), dim_unknown()));
       return;
     }
     auto ax = norm_axes(c, *axes, r);
@@ -169,7 +169,7 @@ void infer_unsqueeze(InferCtx& c) {
   if (!axes) {
     if (c.rank(1) > 1 || (c.rank(1) == 1 && !c.in_shapes[1][0].known())) c.fail("axes are unknown and so is the output's rank");
     int64_t n = c.rank(1) == 0 ? 1 : c.in_shapes[1][0].value;
-    c.set(0, c.in_types[0], Shape(size_t(c.rank(0) + n), dim_unknown()));
+    c.set(0, c.in_types[0], Shape(size_t(c.rank(0)) + rank_from_length(c, n), dim_unknown()));
     return;
   }
   int64_t r = c.rank(0) + int64_t(axes->size());
@@ -205,7 +205,7 @@ void infer_expand(InferCtx& c) {
     t = *target;
   } else {
     if (!c.in_shapes[1][0].known()) c.fail("the length of the shape input is unknown, so is the output's rank");
-    t.assign(size_t(c.in_shapes[1][0].value), SymInt{0, "?"});
+    t.assign(rank_from_length(c, c.in_shapes[1][0].value), SymInt{0, "?"});
   }
   size_t r = std::max(in.size(), t.size());
   Shape out(r);

@@ -1,0 +1,105 @@
+// Residual add + norm → one op (the pre-norm transformer's residual stream):
+//   S = Add(A, B); Y = LayerNormalization(S, Scale, [Bias])  →  (Y, S) = shardrt.AddLayerNorm(A, B, Scale, [Bias])
+//   S = Add(A, B); Y = shardrt.RMSNorm(S, W)                  →  (Y, S) = shardrt.AddRMSNorm(A, B, W)
+// S may have other users (the next residual add reads it): they read the fused op's Sum
+// output, so the fusion pays whenever the norm reads the add. Conditions: A and B have
+// provably the same shape (no broadcasting; known equal dims or the same symbol), fp32 /
+// fp16 / bf16, the norm is over the last axis only with [D] parameters, and
+// LayerNormalization's Mean / InvStdDev outputs are unused.
+#include "ir/op_schema.h"
+#include "passes/pass_manager.h"
+
+namespace shardrt {
+
+namespace {
+
+bool fusable_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+// Dims that are equal at every run: both known and equal, or the same named symbol.
+bool same_dim(const Dim& a, const Dim& b) {
+  if (a.known() || b.known()) return a.known() && b.known() && a.value == b.value;
+  return !a.sym.empty() && a.sym != "?" && a.sym == b.sym;
+}
+
+bool same_shape(const Shape& a, const Shape& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!same_dim(a[i], b[i])) return false;
+  return true;
+}
+
+// A scale/shift the fused kernels read as [D]: x's dtype, leading dims 1, last dim D.
+bool row_param(const Value* p, const Value* x) {
+  if (!p || p->dtype != x->dtype || p->shape.empty() || x->shape.empty()) return false;
+  for (size_t i = 0; i + 1 < p->shape.size(); ++i)
+    if (!(p->shape[i].known() && p->shape[i].value == 1)) return false;
+  return same_dim(p->shape.back(), x->shape.back());
+}
+
+// An output nobody reads (absent, no users, not a graph output).
+bool unused(const Graph& g, const Value* v) { return !v || (v->users.empty() && !g.is_output(v)); }
+
+class FuseAddNormPass : public Pass {
+ public:
+  std::string name() const override { return "fuse_add_norm"; }
+  std::vector<std::string> target_ops() const override { return {"LayerNormalization", "shardrt.RMSNorm"}; }
+
+  bool run(Graph& g) override {
+    bool changed = pass_util::rewrite_each(g, "LayerNormalization", [&](Node* n) { return try_fuse(g, n, false); });
+    changed |= pass_util::rewrite_each(g, "shardrt.RMSNorm", [&](Node* n) { return try_fuse(g, n, true); });
+    return changed;
+  }
+
+ private:
+  bool try_fuse(Graph& g, Node* norm, bool rms) {
+    Value* s = norm->in(0);
+    Node* add = pass_util::producer(s, "Add");
+    if (!add || add->outputs.size() != 1) return false;
+    Value* a = add->in(0);
+    Value* b = add->in(1);
+    if (!a || !b || !fusable_type(s->dtype) || a->dtype != s->dtype || b->dtype != s->dtype) return false;
+    if (s->shape.empty() || !same_shape(a->shape, b->shape) || !same_shape(a->shape, s->shape)) return false;
+    const int64_t rank = int64_t(s->shape.size());
+    std::map<std::string, Attr> attrs;
+    std::vector<Value*> ins = {a, b};
+    if (rms) {
+      if (!row_param(norm->in(1), s)) return false;
+      ins.push_back(norm->in(1));
+      attrs["epsilon"] = Attr::of(norm->attr_f("epsilon", 1e-6f));
+    } else {
+      int64_t axis = norm->attr_i("axis", -1);
+      if (axis < 0) axis += rank;
+      if (axis != rank - 1 || norm->attr_i("stash_type", 1) != 1) return false;
+      if (!unused(g, norm->out(1)) || !unused(g, norm->out(2))) return false;
+      if (!row_param(norm->in(1), s)) return false;
+      ins.push_back(norm->in(1));
+      if (norm->in(2)) {
+        if (!row_param(norm->in(2), s)) return false;
+        ins.push_back(norm->in(2));
+      }
+      attrs["epsilon"] = Attr::of(norm->attr_f("epsilon", 1e-5f));
+      attrs["axis"] = Attr::of(int64_t(-1));
+    }
+    Value* y = norm->out(0);
+    if (!y) return false;
+    const std::string op = rms ? "shardrt.AddRMSNorm" : "shardrt.AddLayerNorm";
+    Node* f = g.add_node(op, norm->name + "_addnorm", ins, {y->name + "_addnorm", s->name + "_addnorm"},
+                         std::move(attrs));
+    f->fused_from = pass_util::node_tag(add) + " + " + pass_util::node_tag(norm);
+    infer_node(g, *f);
+    // The norm goes first (it reads s), then every reader of s moves to the Sum output.
+    g.replace_all_uses(y, f->out(0));
+    g.remove_node(norm);
+    g.replace_all_uses(s, f->out(1));
+    g.remove_node(add);
+    note("fused Add '" + add->name + "' + " + (rms ? "shardrt.RMSNorm '" : "LayerNormalization '") + norm->name +
+         "' into " + op + " '" + f->name + "'");
+    return true;
+  }
+};
+
+}  // namespace
+
+PassPtr make_fuse_add_norm_pass() { return std::make_unique<FuseAddNormPass>(); }
+
+}  // namespace shardrt
