@@ -62,6 +62,11 @@ class MLP(nn.Module):  # the seed's MLP: Linear, ReLU, Linear
         return self.fc2(F.relu(self.fc1(x)))
 
 
+class CausalSDPA(nn.Module):  # attention alone: torch's flash SDPA against shardrt.Attention
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
 class Logits(nn.Module):  # a causal LM's forward returning only the logits
     def __init__(self, m):
         super().__init__()
@@ -115,7 +120,14 @@ def workloads(only):
                 ["sample", "timestep", "encoder_hidden_states"]
         return make
 
+    def sdpa():
+        def make():
+            qkv = [torch.randn(8, 12, 512, 64, device=dev, dtype=torch.half) for _ in range(3)]
+            return CausalSDPA().to(dev).eval(), qkv, ["q", "k", "v"]
+        return make
+
     w = [
+        ("sdpa_causal_b8_h12_s512_d64_fp16", sdpa(), 4 * 8 * 12 * 512 * 512 * 64 // 2),
         # name, make, flops (for TFLOP/s where the target is a share of the GEMM peak)
         ("mlp_512x2048_b8_fp16", mlp(512, 2048, 8), 2 * 8 * 512 * 2048 * 2),
         ("mlp_4096x16384_r4096_fp16", mlp(4096, 16384, 4096), 2 * 4096 * 4096 * 16384 * 2),

@@ -64,8 +64,9 @@ int cmd_build(const std::string& model, const std::string& out, const std::strin
 // `build --tp/--dp/--mesh`: one engine per rank plus manifest.json in the folder `out`.
 int cmd_build_parallel(const std::string& model, const std::string& out, const std::string& shapes, bool no_opt,
                        const std::vector<std::string>& disabled, int tp, int dp, const std::string& mesh,
-                       const std::string& plan) {
+                       const std::string& plan, const std::string& device) {
   MultiRankOptions o;
+  o.config.device = device;
   if (!mesh.empty()) {
     o.mesh = parse_mesh(mesh);
     if ((tp && tp != o.mesh.tp) || (dp && dp != o.mesh.dp)) throw Error("--mesh " + mesh + " contradicts --tp/--dp");
@@ -99,11 +100,11 @@ std::map<std::string, Tensor> read_inputs(const std::vector<std::string>& inputs
 // `run DIR` under mpirun: every rank runs its engine; rank 0 writes the outputs. Every rank
 // reports its own error, so a mismatched launch fails on all of them.
 int cmd_run_parallel(const std::string& dir, const std::vector<std::string>& inputs, const std::string& outdir,
-                     const std::string& mesh) {
+                     const std::string& mesh, const std::string& device) {
   auto world = dist::communicator_from_env();
   std::optional<MeshShape> asked;
   if (!mesh.empty()) asked = parse_mesh(mesh);
-  auto outs = run_multi_rank(dir, read_inputs(inputs), *world, asked ? &*asked : nullptr);
+  auto outs = run_multi_rank(dir, read_inputs(inputs), *world, asked ? &*asked : nullptr, device);
   if (world->rank() != 0) return 0;
   fs::create_directories(outdir);
   for (auto& [name, t] : outs) {
@@ -258,15 +259,10 @@ int shardrt_cli_main(int argc, char** argv) {
   try {
     if (*b && (tp || dp || !mesh.empty() || !tp_plan.empty())) {
       if (!autocast.empty()) throw Error("--autocast is not supported with --tp/--dp/--mesh yet");
-      if (build_device != "cpu") throw Error("--device " + build_device + " is not supported with --tp/--dp/--mesh yet");
-      return cmd_build_parallel(model, out, shapes, no_opt, disabled, tp, dp, mesh, tp_plan);
+      return cmd_build_parallel(model, out, shapes, no_opt, disabled, tp, dp, mesh, tp_plan, build_device);
     }
     if (*b) return cmd_build(model, out, shapes, autocast, no_opt, verbose, disabled, build_device);
-    if (*r && fs::is_directory(engine)) {
-      if (!run_device.empty() && run_device != "cpu")
-        throw Error("--device " + run_device + " is not supported with a per-rank engine folder yet");
-      return cmd_run_parallel(engine, inputs, outdir, mesh);
-    }
+    if (*r && fs::is_directory(engine)) return cmd_run_parallel(engine, inputs, outdir, mesh, run_device);
     if (*r) return cmd_run(engine, inputs, outdir, skip_checksum, run_device);
     if (*in) return cmd_inspect(engine, json);
     if (*be) return cmd_bench(engine, shapes, iters, warmup, min_seconds, profile, run_device, json);

@@ -277,7 +277,8 @@ Engine load_rank_engine(const Manifest& m, const std::string& dir, int rank) {
 }
 
 std::map<std::string, Tensor> run_multi_rank(const std::string& dir, const std::map<std::string, Tensor>& inputs,
-                                             dist::Communicator& world, const MeshShape* asked) {
+                                             dist::Communicator& world, const MeshShape* asked,
+                                             const std::string& device) {
   Manifest m = Manifest::load(dir);
   check_launch(m, dir, world.size(), asked);
   dist::Mesh mesh(world, m.mesh.dp, m.mesh.tp);
@@ -313,7 +314,10 @@ std::map<std::string, Tensor> run_multi_rank(const std::string& dir, const std::
   // A data-parallel group with no items does not run (its tensor-parallel peers are in the
   // same group, so no collective waits on it); it still takes part in the gathers below.
   if (my_items > 0) {
-    ExecutionContext ctx(e, mesh);
+    ContextOptions co;
+    co.device = device;
+    co.comm = &mesh;
+    ExecutionContext ctx(e, co);
     outs = ctx.run(local);
   }
   std::map<std::string, Tensor> result;

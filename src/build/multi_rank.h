@@ -78,7 +78,10 @@ std::pair<int64_t, int64_t> dp_slice(int64_t batch, int groups, int group);
 // parallel on dim 0, then its tensor-parallel chunk for sharded inputs), runs its engine,
 // and rank 0 writes the gathered outputs (original batch order) to `out_dir`. Returns the
 // process exit code; errors are thrown as Error with the rank named.
+// `device` ("cpu", "cuda", or "" for the engines' build setting) is where each rank runs
+// (CUDA: one GPU per local rank, collectives through NCCL or staged through MPI).
 std::map<std::string, Tensor> run_multi_rank(const std::string& dir, const std::map<std::string, Tensor>& inputs,
-                                             dist::Communicator& world, const MeshShape* asked = nullptr);
+                                             dist::Communicator& world, const MeshShape* asked = nullptr,
+                                             const std::string& device = "");
 
 }  // namespace shardrt

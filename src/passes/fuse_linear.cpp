@@ -136,6 +136,14 @@ class FuseLinear : public Pass {
       Value* y2 = lin->out(0);
       if (single_use(g, y2)) {
         Node* act = y2->users[0];
+        // Exporters put a Reshape between a 2-D Gemm and its activation ([B*S, N] back to
+        // [B, S, N]); an elementwise activation commutes with it, so it folds all the same.
+        Node* reshape = nullptr;
+        if (act->op == "Reshape" && act->in(0) == y2 && act->out(0) && single_use(g, act->out(0))) {
+          reshape = act;
+          act = reshape->out(0)->users[0];
+        }
+        Value* act_in = reshape ? reshape->out(0) : y2;
         std::string a;
         if (act->op == "Relu") a = "relu";
         else if (act->op == "shardrt.Silu") a = "silu";
@@ -143,9 +151,17 @@ class FuseLinear : public Pass {
           std::string ap = act->attr_s("approximate", "none");
           a = ap == "none" ? "gelu" : ap == "tanh" ? "gelu_tanh" : "";
         }
-        if (!a.empty() && act->in(0) == y2) {
+        if (!a.empty() && act->in(0) == act_in && act->inputs.size() == 1) {
           lin->attrs["activation"] = Attr::of(a);
-          absorb(g, lin, act);
+          if (reshape) {
+            // act(reshape(y)) == reshape(act(y)): the Reshape now yields the activation's output.
+            Value* out = act->out(0);
+            lin->fused_from += " + " + node_tag(act);
+            g.remove_node(act);
+            g.replace_all_uses(out, reshape->out(0));
+          } else {
+            absorb(g, lin, act);
+          }
           any = true;
         }
       }

@@ -377,6 +377,26 @@ TEST(FuseLinear, GemmTransBWithRowBias) {
   EXPECT_EQ(lin->inputs[2]->shape.size(), 1u);
 }
 
+TEST(FuseLinear, ActivationBehindAReshape) {
+  // The exporters' form: Gemm on [B*S, K], Reshape back to [B, S, N], then the activation.
+  Graph g;
+  Value* a = g.add_input("a", DType::F32, {Dim(6), Dim(8)});
+  Value* w = cst(g, "w", rand_tensor({16, 8}, 30));
+  Value* c = cst(g, "c", rand_tensor({16}, 31));
+  Value* y = out(g.add_node("Gemm", "fc", {a, w, c}, {"y"}, {{"transB", Attr::of(int64_t(1))}}));
+  Value* shape = cst(g, "shape", Tensor::from_i64({2, 3, 16}));
+  Value* r = out(g.add_node("Reshape", "back", {y, shape}, {"r"}));
+  g.outputs = {out(g.add_node("Gelu", "act", {r}, {"z"}, {{"approximate", Attr::of(std::string("tanh"))}}))};
+  infer_graph(g);
+  auto pass = make_fuse_linear_pass();
+  run_and_compare(g, *pass, {{"a", rand_tensor({6, 8}, 32)}}, 1e-5);  // bias order only
+  EXPECT_EQ(count_op(g, "Gelu"), 0) << g.print();
+  ASSERT_EQ(count_op(g, "shardrt.Linear"), 1);
+  EXPECT_EQ(find_op(g, "shardrt.Linear")->attr_s("activation", ""), "gelu_tanh");
+  EXPECT_EQ(g.outputs[0]->producer->op, "Reshape");
+  EXPECT_EQ(g.outputs[0]->name, "z");
+}
+
 TEST(FuseLinear, RefusesWhatItCannotExpress) {
   Graph g;
   Value* a = g.add_input("a", DType::F32, {Dim(3), Dim(4)});

@@ -98,8 +98,7 @@ class Shardrt:
     def build(self, model: Path, engine: Path, shapes: str | None = None, autocast: str | None = None,
               extra=()) -> CliResult:
         args = ["build", model, "-o", engine]
-        # Per-rank builds (--tp/--dp/--mesh) stay on the CPU (the CLI refuses --device there).
-        if TEST_DEVICE != "cpu" and not any(str(a) in ("--tp", "--dp", "--mesh") for a in extra):
+        if TEST_DEVICE != "cpu":
             args += ["--device", TEST_DEVICE]
         if shapes:
             args += ["--shapes", shapes]
@@ -112,8 +111,7 @@ class Shardrt:
         for name, path in inputs.items():
             args += ["--input", f"{name}={path}"]
         args += ["--output-dir", out_dir, *extra]
-        # A folder of per-rank engines runs on the CPU; a single engine on the test device.
-        if TEST_DEVICE != "cpu" and not Path(engine).is_dir() and "--device" not in map(str, extra):
+        if TEST_DEVICE != "cpu" and "--device" not in map(str, extra):
             args += ["--device", TEST_DEVICE]
         # Poisoned activation buffers: a kernel that leaves part of its output unwritten
         # produces garbage instead of a lucky zero.

@@ -23,7 +23,7 @@ import pytest
 
 import model_zoo
 from conftest import shardrt_binary_path
-from shardrt_harness import compare, export_onnx, torch_forward
+from shardrt_harness import TEST_DEVICE, compare, export_onnx, torch_forward
 
 MPIRUN = shutil.which("mpirun")
 pytestmark = pytest.mark.skipif(MPIRUN is None, reason="mpirun is not installed")
@@ -32,6 +32,9 @@ pytestmark = pytest.mark.skipif(MPIRUN is None, reason="mpirun is not installed"
 # a stuck launcher.
 MPI_TIMEOUT_S = 240
 TIGHT = dict(rtol=1e-5, atol=1e-5)   # vs the single-rank engine (see the module docstring)
+# SHARDRT_TEST_DEVICE=cuda: the single-rank and the per-rank engines are built for and run on
+# the GPU (ranks sharing one GPU exchange through MPI with host copies: NCCL refuses that).
+DEVICE_ARGS = ["--device", TEST_DEVICE] if TEST_DEVICE != "cpu" else []
 TORCH = dict(rtol=1e-4, atol=1e-4)   # vs torch
 
 SPECS = {"gpt2": model_zoo.GPT2, "llama": model_zoo.LLAMA, "bert": model_zoo.BERT, "mlp": model_zoo.MLP}
@@ -99,16 +102,17 @@ def run_case(shardrt, exported, tmp_path, name, exporter, n, build_args, sizes=N
     binary = shardrt_binary_path()
     single = tmp_path / "single.engine"
     shardrt.build_or_raise(onnx_path, single, shapes=shapes)
-    r = subprocess.run([binary, "run", single, *in_args, "--output-dir", tmp_path / "o1"], capture_output=True, text=True)
+    r = subprocess.run([binary, "run", single, *in_args, *DEVICE_ARGS, "--output-dir", tmp_path / "o1"],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     if plan is not None:
         (tmp_path / "plan.json").write_text(json.dumps({"tp_plan": plan}))
         build_args = [*build_args, "--tp-plan", tmp_path / "plan.json"]
     folder = tmp_path / "par"
-    r = subprocess.run([binary, "build", onnx_path, "-o", folder, "--shapes", shapes, *map(str, build_args)],
+    r = subprocess.run([binary, "build", onnx_path, "-o", folder, "--shapes", shapes, *map(str, build_args), *DEVICE_ARGS],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"parallel build failed:\n{r.stderr[-3000:]}"
-    r = mpirun(n, [binary, "run", folder, *in_args, "--output-dir", tmp_path / "o2"])
+    r = mpirun(n, [binary, "run", folder, *in_args, *DEVICE_ARGS, "--output-dir", tmp_path / "o2"])
     assert r.returncode == 0, f"mpirun -n {n} failed:\n{r.stderr[-3000:]}"
     out = spec.output_name
     single_out = np.load(tmp_path / "o1" / f"{out}.npy")

@@ -132,8 +132,20 @@ template <class T> void run(Op op, const Tensor& in, const std::set<int64_t>& ax
   if (n_out != out.numel()) throw GraphError("reduce: output size does not match the reduction");
   std::vector<Acc> acc(static_cast<size_t>(n_out));
   constexpr bool fl = std::is_floating_point_v<Acc>;
-  const Acc lowest = fl ? -std::numeric_limits<Acc>::infinity() : std::numeric_limits<Acc>::lowest();
-  const Acc highest = fl ? std::numeric_limits<Acc>::infinity() : std::numeric_limits<Acc>::max();
+  // Max/Min start from the extremes of T's own range (ONNX: a max over an empty set is -inf,
+  // or the lowest value of the type: INT32_MIN for int32, false for bool), not of the int64
+  // accumulator, whose extremes do not survive the store into a narrower T.
+  Acc lowest, highest;
+  if constexpr (fl) {
+    lowest = -std::numeric_limits<Acc>::infinity();
+    highest = std::numeric_limits<Acc>::infinity();
+  } else if constexpr (std::is_same_v<T, bool_t>) {
+    lowest = Acc(0);
+    highest = Acc(1);
+  } else {
+    lowest = Acc(std::numeric_limits<T>::lowest());
+    highest = Acc(std::numeric_limits<T>::max());
+  }
   auto id = [](Acc v) { return v; };
   auto add = [](Acc a, Acc b) { return Acc(a + b); };
   auto sq = [](Acc v) { return Acc(v * v); };

@@ -41,9 +41,17 @@ struct CeluF {
     return smax(V(0), x) + smin(V(0), V(a) * (m_exp(x / V(a)) - V(1)));
   }
 };
+// max(0, min(1, a·x + b)) as the CPU's std::max/std::min give it, NaN included: min(1, NaN)
+// is 1, so NaN gives 1. Written out because ptxas folds the fma/min/max clamp to [0, 1] into
+// a saturating fma, which flushes NaN to 0 instead (seen on an H100 for fp32, fp16, bf16 and
+// fp64); after the explicit test the clamp has no NaN left to disagree on.
 struct HardSigmoidF {
   float a, b;
-  template <class V> __device__ V operator()(V x) const { return smax(V(0), smin(V(1), V(a) * x + V(b))); }
+  template <class V> __device__ V operator()(V x) const {
+    const V y = V(a) * x + V(b);
+    if (y != y) return V(1);
+    return smax(V(0), smin(V(1), y));
+  }
 };
 struct ThresholdedReluF {
   float a;

@@ -8,6 +8,7 @@
 // fp32/fp16/bf16 accumulate in fp32, fp64 in fp64, integers in int64. LogSumExp takes the
 // max first, then log(sum(exp(x - max))) + max.
 #include <algorithm>
+#include <limits>
 
 #include "backends/cuda/kernels_norm_util.cuh"
 
@@ -25,12 +26,19 @@ template <> struct racc<__half> { using type = float; };
 template <> struct racc<__nv_bfloat16> { using type = float; };
 template <> struct racc<double> { using type = double; };
 
+// Bool elements (one byte, 0 or 1), distinct from uint8 so that Min's identity is 1, not 255.
+struct rbool {
+  uint8_t v;
+};
+
 template <class T, class A> __device__ __forceinline__ A rld(T v) {
   if constexpr (std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>) return to_f(v);
+  else if constexpr (std::is_same_v<T, rbool>) return A(v.v);
   else return A(v);
 }
 template <class T, class A> __device__ __forceinline__ T rst(A v) {
   if constexpr (std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>) return from_f<T>(v);
+  else if constexpr (std::is_same_v<T, rbool>) return rbool{uint8_t(v != A(0) ? 1 : 0)};
   else return T(v);
 }
 
@@ -40,6 +48,18 @@ template <int OP, class A> __device__ __forceinline__ A r_init() {
   else if constexpr (OP == kMin) return fl ? A(INFINITY) : A(INT64_MAX);
   else if constexpr (OP == kProd) return A(1);
   else return A(0);
+}
+// The identity a reduction over T starts from: as r_init, but Max/Min of integers start from
+// the extremes of T's own range (ONNX: a max over an empty set is the lowest value of the type,
+// e.g. INT32_MIN, false for bool), which survive the store into T as the int64 ones do not.
+template <int OP, class T, class A> __device__ __forceinline__ A r_init_t() {
+  if constexpr (std::is_floating_point_v<A> || (OP != kMax && OP != kMin)) {
+    return r_init<OP, A>();
+  } else if constexpr (std::is_same_v<T, rbool>) {
+    return OP == kMax ? A(0) : A(1);
+  } else {
+    return OP == kMax ? A(std::numeric_limits<T>::lowest()) : A(std::numeric_limits<T>::max());
+  }
 }
 template <int OP, class A> __device__ __forceinline__ A r_pre(A x, A shift) {
   if constexpr (OP == kSumSq || OP == kL2) return x * x;
@@ -72,7 +92,7 @@ template <int OP, class A> __device__ __forceinline__ A r_post(A v, int64_t R, A
 // Partial over r = start, start+step, ... < R of pre(x[r*stride]).
 template <int OP, class T, class A>
 __device__ __forceinline__ A partial(const T* x, int64_t R, int64_t stride, int64_t start, int64_t step, A shift) {
-  A a = r_init<OP, A>();
+  A a = r_init_t<OP, T, A>();
   for (int64_t r = start; r < R; r += step) a = r_comb<OP, A>(a, r_pre<OP, A>(rld<T, A>(x[r * stride]), shift));
   return a;
 }
@@ -204,8 +224,10 @@ template <int OP> void dispatch(KernelCtx& c, DType t, const void* x, void* y, i
       if constexpr (byte_ok<OP>()) return run<int8_t, OP>(static_cast<const int8_t*>(x), static_cast<int8_t*>(y), O, R, I, st);
       break;
     case DType::U8:
-    case DType::Bool:  // bool is one byte 0/1: max/min of bytes is the logical or/and
       if constexpr (byte_ok<OP>()) return run<uint8_t, OP>(static_cast<const uint8_t*>(x), static_cast<uint8_t*>(y), O, R, I, st);
+      break;
+    case DType::Bool:  // bool is one byte 0/1: max/min of bytes is the logical or/and
+      if constexpr (byte_ok<OP>()) return run<rbool, OP>(static_cast<const rbool*>(x), static_cast<rbool*>(y), O, R, I, st);
       break;
     default: break;
   }

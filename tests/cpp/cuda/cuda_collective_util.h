@@ -42,6 +42,12 @@ inline std::vector<Tensor> run_cpu(const Node& n, dist::Communicator& comm, cons
 
 // The CUDA kernel's result with `dc` as ctx.dcomm (null: none). Outputs start as 0xff
 // (poison), the stream is waited on with wait_or_abort, as the executor does.
+// Uploads, the poison and downloads all go on res.stream(): that stream is non-blocking, so
+// it is NOT ordered after the legacy default stream. A plain cudaMemcpy from pageable memory
+// may return before its DMA lands and cudaMemset is asynchronous, so with them the kernel
+// (or the staged collective's device-to-host copy) could read the input before it arrived
+// and the poison could land after the result: with two processes time-slicing one GPU this
+// happened on most calls.
 inline std::vector<Tensor> run_gpu(const Node& n, dist::Communicator& comm, cuda::DeviceComm* dc,
                                    cuda::Resources& res, const std::vector<const Tensor*>& ins) {
   const cuda::Kernel* k = cuda::find_kernel(n.op);
@@ -63,14 +69,15 @@ inline std::vector<Tensor> run_gpu(const Node& n, dist::Communicator& comm, cuda
   try {
     for (size_t i = 0; i < ins.size(); ++i) {
       din[i] = cuda::DevTensor{ins[i]->dtype(), ins[i]->dims(), alloc(ins[i]->nbytes())};
-      SHARDRT_CUDA_CHECK(cudaMemcpy(din[i].data, ins[i]->raw(), ins[i]->nbytes(), cudaMemcpyHostToDevice));
+      SHARDRT_CUDA_CHECK(
+          cudaMemcpyAsync(din[i].data, ins[i]->raw(), ins[i]->nbytes(), cudaMemcpyHostToDevice, res.stream()));
       c.in.push_back(&din[i]);
       c.host.push_back(nullptr);  // collectives read device data only
     }
     for (size_t o = 0; o < types.size(); ++o) {
       dout[o] = cuda::DevTensor{types[o], dims[o], nullptr};
       dout[o].data = alloc(dout[o].nbytes());
-      SHARDRT_CUDA_CHECK(cudaMemset(dout[o].data, 0xff, dout[o].nbytes()));
+      SHARDRT_CUDA_CHECK(cudaMemsetAsync(dout[o].data, 0xff, dout[o].nbytes(), res.stream()));
       c.out.push_back(&dout[o]);
     }
     (*k)(c);
@@ -80,8 +87,10 @@ inline std::vector<Tensor> run_gpu(const Node& n, dist::Communicator& comm, cuda
       SHARDRT_CUDA_CHECK(cudaStreamSynchronize(res.stream()));
     for (size_t o = 0; o < types.size(); ++o) {
       outs.emplace_back(types[o], dims[o]);
-      SHARDRT_CUDA_CHECK(cudaMemcpy(outs.back().raw(), dout[o].data, dout[o].nbytes(), cudaMemcpyDeviceToHost));
+      SHARDRT_CUDA_CHECK(
+          cudaMemcpyAsync(outs.back().raw(), dout[o].data, dout[o].nbytes(), cudaMemcpyDeviceToHost, res.stream()));
     }
+    SHARDRT_CUDA_CHECK(cudaStreamSynchronize(res.stream()));
   } catch (...) {
     cudaStreamSynchronize(res.stream());
     for (void* p : bufs) cudaFree(p);

@@ -48,6 +48,29 @@ void check(const std::string& op, const std::vector<const Tensor*>& ins, Attrs a
   }
 }
 
+// As check, for a node with n_out outputs (Split): a node's output count comes from its
+// output values, so it is built in a graph.
+void check_multi(const std::string& op, const std::vector<const Tensor*>& ins, int n_out, Attrs attrs = {}) {
+  Graph g;
+  std::vector<Value*> vals;
+  for (size_t i = 0; i < ins.size(); ++i)
+    vals.push_back(ins[i] ? g.add_input("x" + std::to_string(i), ins[i]->dtype(), dims_shape(ins[i]->dims())) : nullptr);
+  std::vector<std::string> outs;
+  for (int i = 0; i < n_out; ++i) outs.push_back("y" + std::to_string(i));
+  Node* n = g.add_node(op, "t_" + op, vals, outs, std::move(attrs));
+  std::vector<Tensor> ref = cpu::eval_node(*n, ins);
+  std::vector<Tensor> got = cuda::eval_node(*n, ins);
+  ASSERT_EQ(ref.size(), size_t(n_out)) << op;
+  ASSERT_EQ(ref.size(), got.size()) << op;
+  for (size_t o = 0; o < ref.size(); ++o) {
+    ASSERT_EQ(ref[o].dtype(), got[o].dtype()) << op << " output " << o;
+    ASSERT_EQ(ref[o].dims(), got[o].dims()) << op << " output " << o;
+    if (ref[o].nbytes() == 0) continue;
+    ASSERT_EQ(std::memcmp(ref[o].raw(), got[o].raw(), ref[o].nbytes()), 0)
+        << op << " output " << o << " dims " << dims_str(ref[o].dims()) << " dtype " << dtype_name(ref[o].dtype());
+  }
+}
+
 const DType kTypes[] = {DType::F32, DType::F16, DType::I64, DType::U8, DType::Bool, DType::BF16};
 
 Tensor rnd(DType t, Dims d, unsigned seed) {
@@ -88,9 +111,9 @@ TEST(CudaData, ConcatSplit) {
     check("Concat", {&k1, &k2}, {{"axis", ai(2)}});
     Tensor x = rnd(t, {6, 11, 3}, seed++);
     Tensor sp = Tensor::from_i64({2, 5, 4});
-    check("Split", {&x, &sp}, {{"axis", ai(1)}});
-    check("Split", {&x, nullptr}, {{"axis", ai(0)}, {"num_outputs", ai(4)}});
-    check("Split", {&x, nullptr}, {{"axis", ai(-1)}, {"num_outputs", ai(3)}});
+    check_multi("Split", {&x, &sp}, 3, {{"axis", ai(1)}});
+    check_multi("Split", {&x}, 4, {{"axis", ai(0)}, {"num_outputs", ai(4)}});  // uneven: 2, 2, 2, 0
+    check_multi("Split", {&x}, 3, {{"axis", ai(-1)}, {"num_outputs", ai(3)}});
   }
 }
 
@@ -147,7 +170,7 @@ TEST(CudaData, GatherElementsND) {
     check("GatherND", {&x, &nd});
     Tensor nd1 = make(DType::I64, {4, 2, 1}, {0, 1, 4, 3, -1, 2, 0, 0});
     check("GatherND", {&x, &nd1}, {{"batch_dims", ai(1)}});
-    Tensor nd3 = make(DType::I32, {2, 3}, {0, 0, 0, 3, 4, 2});
+    Tensor nd3 = make(DType::I64, {2, 3}, {0, 0, 0, 3, 4, 2});  // GatherND takes int64 indices only
     check("GatherND", {&x, &nd3});
   }
 }
@@ -155,12 +178,15 @@ TEST(CudaData, GatherElementsND) {
 TEST(CudaData, Scatter) {
   NEED_GPU();
   unsigned seed = 50;
-  // Whole-number values so that atomics in any order give the CPU's result exactly.
+  // Whole-number values (for the float types too: random_tensor gives whole numbers only for
+  // integer types) so that the reductions over duplicate indices, which the GPU applies with
+  // atomics in any order, give the CPU's in-order result exactly: sums and products of at
+  // most 4 numbers in [-4, 4] are exact even in bf16.
   const DType types[] = {DType::F32, DType::F16, DType::BF16, DType::I64, DType::I32, DType::U8, DType::Bool, DType::F64};
   for (DType t : types) {
     auto val = [&](Dims d) {
       if (t == DType::Bool) return rnd(t, d, seed++);
-      return random_tensor(t, std::move(d), t == DType::U8 ? 0 : -4, 5, seed++);
+      return random_tensor(DType::I64, std::move(d), t == DType::U8 ? 0 : -4, 5, seed++).cast(t);
     };
     Tensor x = val({4, 5, 3});
     // ScatterND, unique indices (reduction none) and duplicates (reductions).
@@ -227,8 +253,9 @@ TEST(CudaData, Pad) {
 TEST(CudaData, ResizeNearest) {
   NEED_GPU();
   unsigned seed = 80;
-  // The UNet's 2x nearest upsampling (fast path), all element sizes.
-  for (DType t : kTypes) {
+  // The UNet's 2x nearest upsampling (fast path), all element sizes Resize takes (its
+  // schema refuses bool).
+  for (DType t : {DType::F32, DType::F16, DType::I64, DType::U8, DType::BF16}) {
     Tensor x = rnd(t, {2, 320, 8, 8}, seed++);
     Tensor sc = Tensor::from_f32({4}, {1, 1, 2, 2});
     check("Resize", {&x, nullptr, &sc}, {{"mode", as("nearest")}});

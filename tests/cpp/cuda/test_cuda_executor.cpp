@@ -10,7 +10,10 @@
 #include <optional>
 
 #include "../op_test_util.h"
+#include "backends/cuda/cuda_common.h"  // cuda::Unsupported
 #include "backends/cuda/cuda_eval.h"
+#include "dist/communicator.h"
+#include "ir/graph.h"
 #include "shardrt/engine.h"
 #include "shardrt/network.h"
 
@@ -157,31 +160,95 @@ TEST(CudaExecutor, SplitApiPoisonProfilingAndNoGraphsAgree) {
   }
 }
 
+// Whether stderr carries the executor's note that a node ran on the CPU (or, from an older
+// wording, that its signature ran without a CUDA graph because of it).
+bool has_fallback_note(const std::string& err) {
+  return err.find("runs on the CPU") != std::string::npos || err.find("has no CUDA kernel") != std::string::npos ||
+         err.find("without a CUDA graph") != std::string::npos;
+}
+
 TEST(CudaExecutor, OpWithoutCudaKernelFallsBackToTheCpu) {
   REQUIRE_GPU();
   if (cuda::has_kernel("Einsum")) GTEST_SKIP() << "Einsum has a CUDA kernel now; pick another op for this test";
+  // 2048 columns: relu's fp32 output (24 KB at n = 3) is too big to run on the host, so the
+  // Einsum's input really lives on the GPU and the fallback downloads and re-uploads.
   Network net("fallback");
-  ITensor a = net.input("a", DType::F32, {-1, 12}, {"n"});
-  ITensor w = net.weight("w", random_tensor(DType::F32, {12, 7}, -1, 1, 2));
+  ITensor a = net.input("a", DType::F32, {-1, 2048}, {"n"});
+  ITensor w = net.weight("w", random_tensor(DType::F32, {2048, 7}, -1, 1, 2));
   Network::Attrs at;
   at.s["equation"] = "ij,jk->ik";
   ITensor y = net.op("Einsum", {net.relu(a), w}, at)[0];
   net.output(net.add(y, y), "y");
   BuildConfig cfg;
-  cfg.shapes["a"] = {{1, 12}, {3, 12}, {8, 12}};
+  cfg.shapes["a"] = {{1, 2048}, {3, 2048}, {8, 2048}};
   Engine e = build_engine(net, cfg);
   ExecutionContext cpu(e, ContextOptions{"cpu"});
-  ExecutionContext gpu(e, ContextOptions{"cuda"});
-  for (int64_t n : {3, 8, 3}) {
-    Tensor x = random_tensor(DType::F32, {n, 12}, -1, 1, unsigned(n));
-    testing::internal::CaptureStderr();
-    Tensor got = gpu.run({{"a", x}}).at("y");
-    std::string err = testing::internal::GetCapturedStderr();
-    // 12-term fp32 sums on the CPU in both; relu and add on the GPU are exact.
-    expect_near_all(got, cpu.run({{"a", x}}).at("y"), 1e-5, 1e-5, "einsum n=" + std::to_string(n));
-    if (n == 3 && err.find("has no CUDA kernel") == std::string::npos && err.find("without a CUDA graph") == std::string::npos)
-      ADD_FAILURE() << "expected a note about the CPU fallback on stderr, got: " << err;
+  // The note may come when the context is made or at the first run, once per context (or
+  // per process): capture from before the context exists to the end of the runs.
+  testing::internal::CaptureStderr();
+  std::string err;
+  {
+    ExecutionContext gpu(e, ContextOptions{"cuda"});
+    for (int64_t n : {3, 8, 3}) {
+      Tensor x = random_tensor(DType::F32, {n, 2048}, -1, 1, unsigned(n));
+      Tensor got = gpu.run({{"a", x}}).at("y");
+      // The Einsum runs on the CPU's kernel in both contexts; relu and add on the GPU are exact.
+      // 1e-5 leaves room should the two ever sum in another order (2048 fp32 terms ~ 1e-6).
+      expect_near_all(got, cpu.run({{"a", x}}).at("y"), 1e-5, 1e-5, "einsum n=" + std::to_string(n));
+    }
   }
+  err = testing::internal::GetCapturedStderr();
+  if (!has_fallback_note(err)) ADD_FAILURE() << "expected a note about the CPU fallback on stderr, got: " << err;
+}
+
+// A kernel that refuses a case it does not handle (cuda::Unsupported: ReduceSum has no int8
+// kernel on the GPU, the CPU has one) hands the node to the CPU with a note saying why.
+TEST(CudaExecutor, KernelRefusingACaseFallsBackToTheCpu) {
+  REQUIRE_GPU();
+  {
+    // Only meaningful while the GPU's ReduceSum refuses int8.
+    Node probe;
+    probe.op = "ReduceSum";
+    probe.name = "probe";
+    Tensor x = random_tensor(DType::I8, {2, 5}, -5, 5, 1);
+    Tensor axes = Tensor::from_i64({-1});
+    bool refused = false;
+    try {
+      cuda::eval_node(probe, {&x, &axes});
+    } catch (const cuda::Unsupported&) {
+      refused = true;
+    }
+    if (!refused) GTEST_SKIP() << "the GPU's ReduceSum takes int8 now; pick another refused case for this test";
+  }
+  // 6000 int8 columns: relu's output (18 KB at n = 3) is too big to run on the host, so the
+  // ReduceSum's input lives on the GPU and its kernel really runs (and refuses).
+  Network net("refused");
+  ITensor a = net.input("a", DType::I8, {-1, 6000}, {"n"});
+  ITensor axes = net.weight("axes", Tensor::from_i64({-1}));
+  Network::Attrs at;
+  at.i["keepdims"] = 1;
+  ITensor y = net.op("ReduceSum", {net.relu(a), axes}, at)[0];
+  net.output(y, "y");
+  BuildConfig cfg;
+  cfg.shapes["a"] = {{1, 6000}, {3, 6000}, {4, 6000}};
+  Engine e = build_engine(net, cfg);
+  ExecutionContext cpu(e, ContextOptions{"cpu"});
+  testing::internal::CaptureStderr();
+  {
+    ExecutionContext gpu(e, ContextOptions{"cuda"});
+    for (int64_t n : {3, 4, 3}) {
+      // Whole numbers in [-99, 1]: after relu about 1 in 100 is 1, so a row sums to ~60 (sd ~8),
+      // inside int8. The CPU's kernel runs in both contexts: equal exactly.
+      Tensor x = random_tensor(DType::I8, {n, 6000}, -99, 2, unsigned(n));
+      Tensor got = gpu.run({{"a", x}}).at("y");
+      Tensor want = cpu.run({{"a", x}}).at("y");
+      ASSERT_EQ(got.dims(), want.dims());
+      for (int64_t i = 0; i < want.numel(); ++i) EXPECT_EQ(got.get_i(i), want.get_i(i)) << "n=" << n << " row " << i;
+    }
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  if (err.find("runs on the CPU") == std::string::npos && err.find("without a CUDA graph") == std::string::npos)
+    ADD_FAILURE() << "expected a note that ReduceSum runs on the CPU on stderr, got: " << err;
 }
 
 TEST(CudaExecutor, BuildForCudaRecordsTacticsThatSurviveTheEngineFile) {
@@ -211,4 +278,38 @@ TEST(CudaExecutor, BuildForCudaRecordsTacticsThatSurviveTheEngineFile) {
   // differences of a few ulp times sqrt(256).
   expect_near_all(gpu.run({{"x", xin}}).at("y"), cpu.run({{"x", xin}}).at("y"), 1e-5, 1e-4, "tuned engine");
   std::remove(path.c_str());
+}
+
+// A tensor-parallel engine's collectives on one rank: the context's communicator is a world
+// of one, so the device communicator is NCCL's (no GPU is shared), the all-reduce is an
+// identity, and its launch is captured in the CUDA graph with the rest.
+TEST(CudaExecutor, CollectiveThroughNcclOnOneRankIsCapturedAndExact) {
+  REQUIRE_GPU();
+  auto make = [] {
+    Graph g;
+    Value* x = g.add_input("x", DType::F32, {Dim(4), Dim(3000)});
+    Node* ar = g.add_node("shardrt.AllReduce", "ar", {x}, {"s"}, {{"group", Attr::of(std::string("tp"))}});
+    Node* relu = g.add_node("Relu", "relu", {ar->outputs[0]}, {"y"});
+    g.outputs = {relu->outputs[0]};
+    return g;
+  };
+  BuildConfig cfg;
+  cfg.device = "cuda";
+  Engine e = build_engine_from_graph(make(), cfg);
+  auto comm = dist::make_single_communicator();
+  Tensor x = random_tensor(DType::F32, {4, 3000}, -2, 2, 77);
+  ExecutionContext cpu(e, ContextOptions{"cpu", comm.get()});
+  Tensor want = cpu.run({{"x", x}}).at("y");
+  testing::internal::CaptureStderr();
+  {
+    ExecutionContext gpu(e, ContextOptions{"cuda", comm.get()});
+    for (int r = 0; r < 3; ++r) {
+      Tensor got = gpu.run({{"x", x}}).at("y");
+      expect_identical(got, want, "run " + std::to_string(r));  // a sum over one rank is exact
+    }
+  }
+  std::string err = testing::internal::GetCapturedStderr();
+  // No "NCCL not available" (staged) and no "without a CUDA graph" note.
+  EXPECT_EQ(err.find("NCCL not available"), std::string::npos) << err;
+  EXPECT_EQ(err.find("without a CUDA graph"), std::string::npos) << err;
 }

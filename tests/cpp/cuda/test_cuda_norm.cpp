@@ -258,6 +258,46 @@ TEST(CudaNorm, ReduceInt) {
     for (const char* op : {"ReduceMax", "ReduceMin"}) run_reduce(op, t, t == DType::I8 ? -100 : 0, t == DType::Bool ? 2 : 100, 0);
 }
 
+// ONNX: a max over an empty set is -inf, or the lowest value of the type where it has no
+// infinity (false for bool); a min the highest. The stored bytes are compared too, so that a
+// bool result is 0 or 1, never another byte. The CPU part needs no GPU.
+TEST(CudaNorm, ReduceMaxMinOfAnEmptySetIsTheTypesExtreme) {
+  struct Want {
+    DType t;
+    double lo, hi;
+  };
+  const Want wants[] = {{DType::I64, -9223372036854775808.0, 9223372036854775807.0},
+                        {DType::I32, -2147483648.0, 2147483647.0},
+                        {DType::I8, -128, 127},
+                        {DType::U8, 0, 255},
+                        {DType::Bool, 0, 1},
+                        {DType::F32, -INFINITY, INFINITY},
+                        {DType::F16, -INFINITY, INFINITY}};
+  Tensor ax = Tensor::from_i64({1});
+  for (const Want& w : wants)
+    for (const char* op : {"ReduceMax", "ReduceMin"}) {
+      Tensor x(w.t, {3, 0});
+      const Node n = node(op, {{"keepdims", i64(0)}});
+      const double want = std::string(op) == "ReduceMax" ? w.lo : w.hi;
+      const std::string what = std::string(op) + " " + dtype_name(w.t) + " [3,0]";
+      std::vector<Tensor> outs = {cpu::eval_node(n, {&x, &ax})[0]};
+      if (cuda::device_available()) outs.push_back(cuda::eval_node(n, {&x, &ax})[0]);
+      for (size_t b = 0; b < outs.size(); ++b) {
+        const Tensor& y = outs[b];
+        const char* who = b ? "gpu" : "cpu";
+        ASSERT_EQ(y.dims(), (Dims{3})) << what << " " << who;
+        for (int64_t i = 0; i < 3; ++i) {
+          if (w.t == DType::I64)  // beyond a double's exact integers: compare as int64
+            EXPECT_EQ(y.get_i(i), want < 0 ? INT64_MIN : INT64_MAX) << what << " " << who;
+          else
+            EXPECT_EQ(y.get_f(i), want) << what << " " << who << " at " << i;
+          if (w.t == DType::Bool)
+            EXPECT_EQ(static_cast<const uint8_t*>(y.raw())[i], uint8_t(want)) << what << " " << who << " byte";
+        }
+      }
+    }
+}
+
 TEST(CudaNorm, ArgMaxArgMin) {
   NEED_GPU();
   for (const char* op : {"ArgMax", "ArgMin"})
