@@ -43,6 +43,28 @@ void from_hex(const std::string& s, void* p, size_t n, const std::string& what) 
 uint32_t fbits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 float bitsf(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 
+// Numbers read from the header: JSON numbers may be floats of any size, and converting
+// one out of range to an integer type is undefined behaviour, so each is checked first.
+int64_t int_of(const json& j) {
+  if (!j.is_number_integer()) throw Error(std::string("expected an integer, got a JSON ") + j.type_name());
+  return j.get<int64_t>();
+}
+uint64_t size_of(const json& j) {
+  if (!j.is_number_unsigned()) throw Error(std::string("expected a non-negative integer, got a JSON ") + j.type_name());
+  return j.get<uint64_t>();
+}
+uint32_t u32_of(const json& j) {
+  uint64_t v = size_of(j);
+  if (v > 0xffffffffu) throw Error("expected a 32-bit value, got " + std::to_string(v));
+  return uint32_t(v);
+}
+std::vector<int64_t> ints_of(const json& a) {
+  if (!a.is_array()) throw Error(std::string("expected a list of integers, got a JSON ") + a.type_name());
+  std::vector<int64_t> v;
+  for (auto& x : a) v.push_back(int_of(x));
+  return v;
+}
+
 json shape_json(const Shape& s) {
   json a = json::array();
   for (auto& d : s) a.push_back(d.known() ? json(d.value) : json(d.sym.empty() ? "?" : d.sym));
@@ -53,7 +75,7 @@ Shape shape_from(const json& a) {
   Shape s;
   for (auto& d : a) {
     if (d.is_number()) {
-      int64_t v = d.get<int64_t>();
+      int64_t v = int_of(d);
       if (v < 0) throw Error("negative dimension " + std::to_string(v) + " in a shape");
       s.push_back(Dim(v));
     } else {
@@ -81,20 +103,20 @@ json attr_json(const Attr& a) {
   return {};
 }
 Attr attr_from(const json& j, const std::string& what) {
-  if (j.contains("i")) return Attr::of(j["i"].get<int64_t>());
-  if (j.contains("fb")) return Attr::of(bitsf(j["fb"].get<uint32_t>()));
+  if (j.contains("i")) return Attr::of(int_of(j["i"]));
+  if (j.contains("fb")) return Attr::of(bitsf(u32_of(j["fb"])));
   if (j.contains("s")) return Attr::of(j["s"].get<std::string>());
-  if (j.contains("ints")) return Attr::of(j["ints"].get<std::vector<int64_t>>());
+  if (j.contains("ints")) return Attr::of(ints_of(j["ints"]));
   if (j.contains("floatsb")) {
     std::vector<float> v;
-    for (auto& b : j["floatsb"]) v.push_back(bitsf(b.get<uint32_t>()));
+    for (auto& b : j["floatsb"]) v.push_back(bitsf(u32_of(b)));
     return Attr::of(v);
   }
   if (j.contains("strings")) return Attr::of_strings(j["strings"].get<std::vector<std::string>>());
   if (j.contains("t")) {
     auto& t = j.at("t");
     DType dt = dtype_from_name(t.at("dtype").get<std::string>());
-    Dims dims = t.at("dims").get<Dims>();
+    Dims dims = ints_of(t.at("dims"));
     const std::string& hex = t.at("hex").get_ref<const std::string&>();
     // The hex text bounds the size: checked before allocating what the dims ask for.
     if (checked_nbytes(dt, dims, what + ": attribute tensor") * 2 != hex.size())
@@ -121,7 +143,7 @@ Binding binding_from(const json& j, bool is_input) {
   b.is_input = is_input;
   if (j.contains("profile")) {
     auto& p = j["profile"];
-    b.profile = ShapeProfile{p["min"].get<Dims>(), p["opt"].get<Dims>(), p["max"].get<Dims>()};
+    b.profile = ShapeProfile{ints_of(p.at("min")), ints_of(p.at("opt")), ints_of(p.at("max"))};
   }
   return b;
 }
@@ -275,9 +297,9 @@ std::unique_ptr<Engine::Impl> load_engine_bytes(std::shared_ptr<void> mapping, s
     for (auto& jv : jg.at("values")) {
       if (!jv.contains("const")) continue;
       auto& c = jv["const"];
-      size_t off = c.at("offset").get<size_t>(), nb = c.at("bytes").get<size_t>();
+      size_t off = size_of(c.at("offset")), nb = size_of(c.at("bytes"));
       DType t = dtype_from_name(c.at("dtype").get<std::string>());
-      Dims dims = c.at("dims").get<Dims>();
+      Dims dims = ints_of(c.at("dims"));
       if (off > wsize || nb > wsize - off || off % kWeightAlign)
         throw bad("bounds check failed: weight '" + jv["name"].get<std::string>() + "' lies outside the weights section");
       if (checked_nbytes(t, dims, "weight '" + jv["name"].get<std::string>() + "'") != nb)
@@ -304,7 +326,7 @@ std::unique_ptr<Engine::Impl> load_engine_bytes(std::shared_ptr<void> mapping, s
       std::string nname = jn.at("name").get<std::string>();
       for (auto& [k, a] : jn.at("attrs").items()) attrs[k] = attr_from(a, "engine file '" + path + "' node '" + nname + "'");
       Node* node = g.add_node(jn.at("op").get<std::string>(), nname, ins, outs, attrs);
-      node->opset = jn.value("opset", 0);
+      node->opset = jn.contains("opset") ? int(int_of(jn["opset"])) : 0;
       node->fused_from = jn.value("fused_from", std::string());
       for (Value* o : node->outputs) {
         if (!o) continue;
@@ -321,10 +343,10 @@ std::unique_ptr<Engine::Impl> load_engine_bytes(std::shared_ptr<void> mapping, s
       g.outputs.push_back(v);
     }
     auto& jm = hdr.at("memory");
-    e->memory.arena_bytes = jm.at("arena_bytes").get<size_t>();
-    e->memory.unplanned_bytes_sum = jm.value("unplanned_bytes", size_t(0));
+    e->memory.arena_bytes = size_of(jm.at("arena_bytes"));
+    e->memory.unplanned_bytes_sum = jm.contains("unplanned_bytes") ? size_of(jm["unplanned_bytes"]) : 0;
     for (auto& [k, s] : jm.at("slots").items()) {
-      MemorySlot slot{s.at(0).get<size_t>(), s.at(1).get<size_t>()};
+      MemorySlot slot{size_of(s.at(0)), size_of(s.at(1))};
       if (slot.offset > e->memory.arena_bytes || slot.bytes > e->memory.arena_bytes - slot.offset)
         throw bad("bounds check failed: memory slot of '" + k + "' lies outside the arena");
       e->memory.slots[k] = slot;

@@ -1,6 +1,6 @@
 // Scaled dot-product attention → shardrt.Attention(Q, K, V, [Mask]) {scale, causal}:
 //   S = MatMul([Mul](Q, a), [Mul](K^T, b))  [Mul/Div by c]  [Add mask]  [Where(bool, S, -big)]
-//   P = Softmax(S, -1)  [Cast to the same type]  [Where(IsNaN(P), 0, P)]
+//   P = Softmax(S, -1)  [Cast to the same type]  [Where(IsNaN(P), 0, P) or Where(Not(IsNaN(P)), P, 0)]
 //   Y = MatMul(P, V)
 // K^T is Transpose(K, 0,1,3,2), TorchScript's Transpose(x, 0,2,3,1) of [B,S,H,D], the
 // dynamo exporter's Reshape/Transpose(0,2,1)/Reshape, or any other rank-4 value (then K is
@@ -26,6 +26,25 @@ bool attn_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DTyp
 bool very_negative(const Value* v) {
   double x;
   return const_scalar(v, x) && (x <= -1e30 || (std::isinf(x) && x < 0));
+}
+
+// The fill of the exporters' NaN guard Where(IsNaN(P), 0, P) (torch's SDPA decomposition
+// zeroes the NaN rows a fully masked softmax gives; shardrt.Attention gives zeros there
+// itself): a constant of exact zeros that does not broadcast P to a larger shape, so that
+// the guarded value has P's shape and dropping the Where changes nothing.
+bool zero_fill_for(const Value* z, const Value* p) {
+  if (!z || !z->constant || z->dtype != p->dtype) return false;
+  const Tensor& t = *z->constant;
+  const int64_t rp = rank_of(p);
+  if (rp < 0 || int64_t(t.rank()) > rp) return false;
+  for (int64_t i = 1; i <= int64_t(t.rank()); ++i) {
+    int64_t d = t.dim(-i);
+    DimExpr pd = dim_of(p, -i);
+    if (d != 1 && !(pd.kind == DimExpr::Known && pd.value == d)) return false;
+  }
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (t.get_f(i) != 0.0) return false;  // NaN compares unequal too: refused
+  return true;
 }
 
 struct Match {
@@ -223,9 +242,24 @@ class FuseAttentionPass : public Pass {
           if (u->op == "IsNaN") isn = u;
           else if (u->op == "Where") wh = u;
         }
-        if (isn && wh && wh->in(0) == isn->out(0) && wh->in(2) == p && pass_util::const_near(wh->in(1), 0.0, 0) &&
+        if (isn && wh && wh->in(0) == isn->out(0) && wh->in(2) == p && zero_fill_for(wh->in(1), p) &&
             single_use(g, isn->out(0))) {
           m.body.insert(m.body.end(), {isn, wh});
+          p = wh->out(0);
+          continue;
+        }
+      }
+      // The same guard with the condition negated: Where(Not(IsNaN(P)), P, 0).
+      if (p->users.size() == 2) {
+        Node *isn = nullptr, *wh = nullptr;
+        for (Node* u : p->users) {
+          if (u->op == "IsNaN") isn = u;
+          else if (u->op == "Where") wh = u;
+        }
+        Node* nt = isn && single_use(g, isn->out(0)) ? isn->out(0)->users[0] : nullptr;
+        if (nt && nt->op == "Not" && wh && wh->in(0) == nt->out(0) && wh->in(1) == p && zero_fill_for(wh->in(2), p) &&
+            single_use(g, nt->out(0))) {
+          m.body.insert(m.body.end(), {isn, nt, wh});
           p = wh->out(0);
           continue;
         }

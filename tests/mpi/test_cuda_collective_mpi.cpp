@@ -11,6 +11,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "../cpp/cuda/cuda_collective_util.h"
 #include "backends/cuda/cuda_eval.h"
@@ -40,21 +41,41 @@ Tensor rank_tensor(int r, Dims d, DType t) {
   return x;
 }
 
+// Move-only: a copy would free the memory twice.
 struct DevBuf {
   void* p = nullptr;
   explicit DevBuf(size_t b) { SHARDRT_CUDA_CHECK(cudaMalloc(&p, b ? b : 1)); }
-  ~DevBuf() { cudaFree(p); }
+  DevBuf(DevBuf&& o) noexcept : p(o.p) { o.p = nullptr; }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  DevBuf& operator=(DevBuf&&) = delete;
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
 };
+
+// Copies in and out go on the DeviceComm's stream. That stream is non-blocking (not ordered
+// after the legacy default stream), and a plain cudaMemcpy from pageable memory may return
+// before its DMA has landed: the collective's device-to-host copy on the stream then read
+// the buffer before the upload arrived (zeros of fresh memory). With two processes
+// time-slicing one GPU that happened on most calls; in place calls, whose buffer had
+// arrived during the call before, and calls that grew the staging buffers (cudaFreeHost
+// synchronises the device), passed.
+cudaStream_t test_stream() { return g_env->res->stream(); }
 
 Tensor to_host(const DevBuf& b, DType t, Dims d) {
   Tensor x(t, std::move(d));
-  SHARDRT_CUDA_CHECK(cudaMemcpy(x.raw(), b.p, x.nbytes(), cudaMemcpyDeviceToHost));
+  cudaStream_t s = test_stream();
+  if (x.nbytes()) SHARDRT_CUDA_CHECK(cudaMemcpyAsync(x.raw(), b.p, x.nbytes(), cudaMemcpyDeviceToHost, s));
+  SHARDRT_CUDA_CHECK(cudaStreamSynchronize(s));
   return x;
 }
 
 DevBuf to_dev(const Tensor& x) {
   DevBuf b(x.nbytes());
-  SHARDRT_CUDA_CHECK(cudaMemcpy(b.p, x.raw(), x.nbytes(), cudaMemcpyHostToDevice));
+  cudaStream_t s = test_stream();
+  if (x.nbytes()) SHARDRT_CUDA_CHECK(cudaMemcpyAsync(b.p, x.raw(), x.nbytes(), cudaMemcpyHostToDevice, s));
+  SHARDRT_CUDA_CHECK(cudaStreamSynchronize(s));
   return b;
 }
 
@@ -99,6 +120,9 @@ TEST(CudaCollectiveMpi, AllReduceMatchesHost) {
         Tensor x = rank_tensor(w.rank(), {n}, t), want(t, {n});
         w.all_reduce(x.raw(), want.raw(), n, t, op);
         DevBuf d = to_dev(x), r(x.nbytes());
+        // Diagnostic: the input as the collective's stream sees it (separates a wrong
+        // upload from a wrong collective).
+        EXPECT_TRUE(cudatest::same_bytes(to_host(d, t, {n}), x)) << "upload " << dtype_name(t);
         dc.all_reduce("world", d.p, r.p, n, t, op, s, {"", "AllReduce"});
         dc.wait_or_abort(s, {"", "run"});
         EXPECT_TRUE(cudatest::same_bytes(to_host(r, t, {n}), want)) << dtype_name(t) << " " << dist::reduce_op_name(op);
@@ -176,6 +200,35 @@ TEST(CudaCollectiveMpi, KernelsMatchCpuKernels) {
     auto got = cudatest::run_gpu(ar, w, g_env->dc.get(), *g_env->res, {&z});
     EXPECT_TRUE(cudatest::same_bytes(got[0], ref[0])) << "AllReduce " << dtype_name(t);
   }
+}
+
+// Diagnostic, never fails: how often a legacy-stream upload (plain cudaMemcpy from pageable
+// memory, as the tests did before) is not yet visible to a copy on the DeviceComm's
+// non-blocking stream. Nonzero confirms the cause of the old "element 0: 0 vs 1" failures.
+TEST(CudaCollectiveMpi, DiagLegacyStreamUploadVisibility) {
+  dist::Communicator& w = *g_env->world;
+  cudaStream_t s = test_stream();
+  const int tries = 200;
+  const int64_t n = 37;
+  int stale = 0;
+  std::vector<float> src(static_cast<size_t>(n)), back(static_cast<size_t>(n));
+  for (int i = 0; i < tries; ++i) {
+    for (int64_t k = 0; k < n; ++k) src[size_t(k)] = float(i * 131 + k + 1);
+    void* d = nullptr;
+    ASSERT_EQ(cudaMalloc(&d, size_t(n) * 4), cudaSuccess);
+    ASSERT_EQ(cudaMemsetAsync(d, 0, size_t(n) * 4, s), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(d, src.data(), size_t(n) * 4, cudaMemcpyHostToDevice), cudaSuccess);  // legacy stream
+    ASSERT_EQ(cudaMemcpyAsync(back.data(), d, size_t(n) * 4, cudaMemcpyDeviceToHost, s), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    stale += back != src;
+    ASSERT_EQ(cudaFree(d), cudaSuccess);
+  }
+  int64_t mine = stale, all = 0;
+  w.all_reduce(&mine, &all, 1, DType::I64, ReduceOp::Sum);
+  if (w.rank() == 0)
+    std::printf("[ info ] legacy-stream uploads not yet visible on the non-blocking stream: %lld of %d tries "
+                "(all ranks)\n", (long long)all, tries * w.size());
 }
 
 // A mesh of dp = world × tp = 1: "dp" is the whole world, "tp" each rank alone.

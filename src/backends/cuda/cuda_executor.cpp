@@ -191,6 +191,9 @@ class CudaBackend final : public ExecBackend {
         const_dev[i] = DevTensor{t->dtype(), t->dims(), p};
         off += (t->nbytes() + 255) / 256 * 256;
       }
+      // cudaMemcpy from pageable memory may return before the bytes land, and the context's
+      // stream does not wait for the legacy stream: make the weights visible to it now.
+      SHARDRT_CUDA_CHECK(cudaDeviceSynchronize());
     }
     if (e.memory.arena_bytes) {
       arena.p = dev_malloc(e.memory.arena_bytes, "the activation arena");

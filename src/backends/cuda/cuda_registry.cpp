@@ -209,6 +209,9 @@ std::vector<Tensor> eval_node(const Node& n, const std::vector<const Tensor*>& i
       SHARDRT_CUDA_CHECK(cudaMemset(dout[o].data, 0xff, dout[o].nbytes()));
       c.out.push_back(&dout[o]);
     }
+    // The uploads and fills above ran on the legacy stream, which the kernel's non-blocking
+    // stream does not wait for.
+    SHARDRT_CUDA_CHECK(cudaDeviceSynchronize());
     (*k)(c);
     SHARDRT_CUDA_CHECK(cudaGetLastError());
     SHARDRT_CUDA_CHECK(cudaStreamSynchronize(res->stream()));

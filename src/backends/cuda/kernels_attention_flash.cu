@@ -90,15 +90,18 @@ template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, f
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
-// Rows [row0, row0 + 64) of a [rows, D] matrix into a padded shared tile; rows >= limit
-// become zeros (keys past Skv must not bring garbage into P·V: 0 * NaN is NaN).
+// Rows [row0, row0 + 64) of a [rows, dr] matrix into a padded shared tile of D columns
+// (dr <= D, a multiple of 8: the head size; columns past it are zeros, which leave Q·K^T and
+// the first dr columns of P·V unchanged); rows >= limit become zeros (keys past Skv must
+// not bring garbage into P·V: 0 * NaN is NaN).
 template <class T, int D>
-__device__ __forceinline__ void load_tile(T* dst, const T* src, int row0, int limit) {
-  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+__device__ __forceinline__ void load_tile(T* dst, const T* src, int row0, int limit, int dr) {
+  constexpr int kChunks = D / 8;  // 16-byte chunks per shared row
+  const int real = dr / 8;        // of which the matrix has
   for (int c = threadIdx.x; c < kBr * kChunks; c += kThreads) {
     const int r = c / kChunks, cc = c % kChunks;
-    const bool valid = row0 + r < limit;
-    const T* g = valid ? src + int64_t(row0 + r) * D + cc * 8 : src;
+    const bool valid = row0 + r < limit && cc < real;
+    const T* g = valid ? src + int64_t(row0 + r) * dr + cc * 8 : src;
     cp_async16(smem_addr(dst + r * row_ld<D>() + cc * 8), g, valid);
   }
 }
@@ -119,10 +122,11 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
   const int h = blockIdx.y, b = blockIdx.z;
   const int64_t bh = int64_t(b) * p.Hq + h;
   const int64_t kvh = int64_t(b) * p.Hkv + h / p.group;
-  const T* Q = static_cast<const T*>(p.q) + bh * p.Sq * D;
-  const T* K = static_cast<const T*>(p.k) + kvh * p.Skv * D;
-  const T* V = static_cast<const T*>(p.v) + kvh * p.Skv * D;
-  T* O = static_cast<T*>(p.o) + bh * p.Sq * D;
+  const int dr = p.D;  // the head size in memory (<= D, the compute width)
+  const T* Q = static_cast<const T*>(p.q) + bh * p.Sq * dr;
+  const T* K = static_cast<const T*>(p.k) + kvh * p.Skv * dr;
+  const T* V = static_cast<const T*>(p.v) + kvh * p.Skv * dr;
+  T* O = static_cast<T*>(p.o) + bh * p.Sq * dr;
 
   int n_tiles = (p.Skv + kBc - 1) / kBc;
   if (p.causal) {
@@ -136,15 +140,15 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
     constexpr int kChunks = D / 8;
     for (int c = tid; c < kBr * kChunks; c += kThreads) {
       const int r = c / kChunks, cc = c % kChunks;
-      if (q0 + r < p.Sq) *reinterpret_cast<uint4*>(O + int64_t(q0 + r) * D + cc * 8) = make_uint4(0, 0, 0, 0);
+      if (q0 + r < p.Sq && cc < dr / 8) *reinterpret_cast<uint4*>(O + int64_t(q0 + r) * dr + cc * 8) = make_uint4(0, 0, 0, 0);
     }
     return;
   }
 
-  load_tile<T, D>(sQ, Q, q0, p.Sq);
-  load_tile<T, D>(sK, K, 0, p.Skv);
+  load_tile<T, D>(sQ, Q, q0, p.Sq, dr);
+  load_tile<T, D>(sK, K, 0, p.Skv, dr);
   cp_async_commit();
-  load_tile<T, D>(sV, V, 0, p.Skv);
+  load_tile<T, D>(sV, V, 0, p.Skv, dr);
   cp_async_commit();
   cp_async_wait<1>();  // Q and K tile 0 landed (V tile 0 may be in flight)
   __syncthreads();
@@ -169,7 +173,7 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
     const T* cV = sV + buf * kBc * LD;
     // Next K tile into the other buffer (its last readers passed the previous iteration's
     // barriers). Always commit, possibly an empty group, so the wait counts stay fixed.
-    if (kt + 1 < n_tiles) load_tile<T, D>(sK + (buf ^ 1) * kBc * LD, K, (kt + 1) * kBc, p.Skv);
+    if (kt + 1 < n_tiles) load_tile<T, D>(sK + (buf ^ 1) * kBc * LD, K, (kt + 1) * kBc, p.Skv, dr);
     cp_async_commit();
 
     // S = Q K^T: 16 rows x 64 keys per warp, as 8 blocks of 8 keys.
@@ -255,7 +259,7 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
 
     cp_async_wait<1>();  // V tile kt landed (K tile kt+1 may be in flight)
     __syncthreads();
-    if (kt + 1 < n_tiles) load_tile<T, D>(sV + (buf ^ 1) * kBc * LD, V, (kt + 1) * kBc, p.Skv);
+    if (kt + 1 < n_tiles) load_tile<T, D>(sV + (buf ^ 1) * kBc * LD, V, (kt + 1) * kBc, p.Skv, dr);
     cp_async_commit();
 
     // O += P V: V is [key][d] in shared memory; ldmatrix.trans gives the B fragments.
@@ -296,8 +300,8 @@ __global__ void __launch_bounds__(kThreads) flash_kernel(const Params p) {
   for (int c = lane; c < 16 * kChunks; c += 32) {
     const int r = c / kChunks, cc = c % kChunks;
     const int64_t row = q0 + warp * 16 + r;
-    if (row < p.Sq)
-      *reinterpret_cast<uint4*>(O + row * D + cc * 8) = *reinterpret_cast<const uint4*>(sO + r * LD + cc * 8);
+    if (row < p.Sq && cc < dr / 8)
+      *reinterpret_cast<uint4*>(O + row * dr + cc * 8) = *reinterpret_cast<const uint4*>(sO + r * LD + cc * 8);
   }
 }
 
@@ -321,14 +325,18 @@ void launch_typed(const Params& p, cudaStream_t st) {
 
 template <class T>
 bool launch_dims(const Params& p, cudaStream_t st) {
-  switch (p.D) {
-    case 32: launch_typed<T, 32>(p, st); return true;
-    case 64: launch_typed<T, 64>(p, st); return true;
-    case 80: launch_typed<T, 80>(p, st); return true;
-    case 96: launch_typed<T, 96>(p, st); return true;
-    case 128: launch_typed<T, 128>(p, st); return true;
-    default: return false;
-  }
+  // Head sizes between the compiled widths run at the next one up, zero-padded in shared
+  // memory (Stable Diffusion's 40 and 160, for instance).
+  if (p.D % 8 != 0) return false;
+  if (p.D <= 32) launch_typed<T, 32>(p, st);
+  else if (p.D <= 48) launch_typed<T, 48>(p, st);
+  else if (p.D <= 64) launch_typed<T, 64>(p, st);
+  else if (p.D <= 80) launch_typed<T, 80>(p, st);
+  else if (p.D <= 96) launch_typed<T, 96>(p, st);
+  else if (p.D <= 128) launch_typed<T, 128>(p, st);
+  else if (p.D <= 160) launch_typed<T, 160>(p, st);
+  else return false;
+  return true;
 }
 
 bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
