@@ -31,13 +31,17 @@ SHARDRT_BIN="$BUILD/shardrt" SHARDRT_POISON=1 "$VENV/bin/python" -m pytest -q te
 if [ "${SHARDRT_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== the suite again under AddressSanitizer + UndefinedBehaviorSanitizer"
   ASAN_BUILD="${SHARDRT_ASAN_BUILD_DIR:-$ROOT/build-asan}"
-  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-  cmake -S . -B "$ASAN_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPython3_EXECUTABLE="$VENV/bin/python" \
+  # -O1 -g1: ASan's recommended optimisation, line tables for its reports, and a build about
+  # half as long as RelWithDebInfo's on two cores.
+  SAN="-O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+  cmake -S . -B "$ASAN_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=None -DPython3_EXECUTABLE="$VENV/bin/python" \
     -DSHARDRT_BUILD_BENCH=OFF -DSHARDRT_WITH_CUDA=OFF -DCMAKE_CXX_FLAGS="$SAN" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
   cmake --build "$ASAN_BUILD" -j "$JOBS"
   export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  (cd "$ASAN_BUILD" && SHARDRT_POISON=1 ctest --output-on-failure -j "$JOBS" -E onnx_conformance)
+  # The soak test is left out here: ASan's quarantine keeps freed blocks resident on purpose,
+  # so resident memory grows by design (it runs in the plain build above).
+  (cd "$ASAN_BUILD" && SHARDRT_POISON=1 ctest --output-on-failure -j "$JOBS" -E "onnx_conformance|soak")
   if [ -d "$SUITE/node" ]; then
     SHARDRT_POISON=1 "$ASAN_BUILD/tests/conformance/shardrt_conformance" "$SUITE" \
       --exclusions tests/conformance/exclusions.txt | tail -3
