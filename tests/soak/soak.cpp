@@ -12,8 +12,8 @@
 // Prints the resident set (from /proc/self/statm) at the start, after the warm-up and at
 // every 10 % of the runs; exits 1 when it grew by more than the bound after the warm-up.
 //
-// Device memory is not reported: the library exposes no helper for it (the CUDA backend
-// queries it internally only), so `--device cuda` watches host memory alone.
+// With `--device cuda` (a CUDA build) it also prints the GPU memory in use (cudaMemGetInfo:
+// total minus free, the whole device's view) and applies the same bound to its growth.
 #include <unistd.h>
 
 #include <chrono>
@@ -28,9 +28,27 @@
 #include "shardrt/engine.h"
 #include "shardrt/network.h"
 
+#ifdef SHARDRT_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
 using namespace shardrt;
 
 namespace {
+
+// GPU memory in use on the current device, MB (0 without CUDA or a GPU).
+double gpu_used_mb() {
+#ifdef SHARDRT_WITH_CUDA
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return double(total_b - free_b) / (1024.0 * 1024.0);
+#else
+  return 0;
+#endif
+}
 
 double rss_mb() {
   std::ifstream f("/proc/self/statm");
@@ -129,7 +147,7 @@ int main(int argc, char** argv) {
     auto secs = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
     std::printf("soak: %8s runs %9.2f s  rss %8.2f MB  (start)\n", "0", 0.0, rss_mb());
     std::fflush(stdout);
-    double rss_warm = 0, rss_max_after = 0, checksum = 0;
+    double rss_warm = 0, rss_max_after = 0, checksum = 0, gpu_warm = 0, gpu_max_after = 0;
     size_t step = std::max<size_t>(runs / 10, 1);
     for (size_t r = 1; r <= runs; ++r) {
       std::map<std::string, Tensor> inputs;
@@ -139,18 +157,25 @@ int main(int argc, char** argv) {
         if (t.numel() && is_float(t.dtype())) checksum += t.get_f(0);  // the results are used
       if (r == warmup) {
         rss_warm = rss_mb();
-        std::printf("soak: %8zu runs %9.2f s  rss %8.2f MB  (after warm-up)\n", r, secs(), rss_warm);
+        gpu_warm = gpu_used_mb();
+        std::printf("soak: %8zu runs %9.2f s  rss %8.2f MB  gpu %9.2f MB  (after warm-up)\n", r, secs(), rss_warm, gpu_warm);
         std::fflush(stdout);
       }
       if (r % step == 0) {
-        double m = rss_mb();
-        if (r > warmup) rss_max_after = std::max(rss_max_after, m);
-        std::printf("soak: %8zu runs %9.2f s  rss %8.2f MB  (%zu %%)\n", r, secs(), m, r * 100 / runs);
+        double m = rss_mb(), gm = gpu_used_mb();
+        if (r > warmup) {
+          rss_max_after = std::max(rss_max_after, m);
+          gpu_max_after = std::max(gpu_max_after, gm);
+        }
+        std::printf("soak: %8zu runs %9.2f s  rss %8.2f MB  gpu %9.2f MB  (%zu %%)\n", r, secs(), m, gm, r * 100 / runs);
         std::fflush(stdout);
       }
     }
-    double grew = rss_max_after - rss_warm;
-    bool ok = grew <= bound_mb && std::isfinite(checksum);
+    double grew = rss_max_after - rss_warm, gpu_grew = gpu_max_after - gpu_warm;
+    bool ok = grew <= bound_mb && gpu_grew <= bound_mb && std::isfinite(checksum);
+    if (gpu_warm > 0)
+      std::printf("soak: gpu memory in use after warm-up %.2f MB, highest later %.2f MB: %+.2f MB\n", gpu_warm,
+                  gpu_max_after, gpu_grew);
     std::printf("soak: %zu runs in %.1f s (%.1f µs/run); rss after warm-up %.2f MB, highest later %.2f MB: %+.2f MB "
                 "(bound %.1f MB): %s\n",
                 runs, secs(), 1e6 * secs() / double(runs), rss_warm, rss_max_after, grew, bound_mb,
