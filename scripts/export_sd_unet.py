@@ -12,10 +12,12 @@ Inputs: sample [batch, 4, H, W] (float), timestep [batch] (float32, the schedule
 timesteps as floats), encoder_hidden_states [batch, seq, cross_attention_dim]; output:
 out_sample [batch, 4, H, W]. The batch axis is dynamic (classifier-free guidance doubles it).
 
-Exporter: torch.onnx's TorchScript exporter at opset 17. At opset 17 the exporter writes
-torch's group_norm as InstanceNormalization over [batch, groups, -1] followed by a Reshape
-and the per-channel affine Mul/Add, all of which shardrt imports. (GroupNormalization-18,
-which the dynamo exporter and opset 18 may emit, has per-group scale and bias; shardrt's
+Exporter (--exporter): torch.onnx's dynamo exporter by default: its attention
+decomposition is what shardrt fuses into shardrt.Attention (the TorchScript export's is not
+fused yet, which makes a 64x64 UNet call many times slower), and it writes torch's group_norm
+as InstanceNormalization over [batch, groups, -1] plus a Reshape and the per-channel affine
+Mul/Add. `--exporter torchscript` uses the TorchScript exporter at opset 17, which writes
+group norm the same way. (GroupNormalization-18 has per-group scale and bias; shardrt's
 importer refuses that form and takes only GroupNormalization-21's per-channel one.)
 
   python scripts/export_sd_unet.py -o unet.onnx                 (SD-1.5 shape, random weights)
@@ -88,6 +90,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=2, help="batch of the example inputs traced (the axis stays dynamic)")
     ap.add_argument("--seq", type=int, default=77, help="text length of the example inputs (77 for CLIP; --tiny: 77 too)")
     ap.add_argument("--config-out", help="also write the UNet's configuration (JSON) here")
+    ap.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
+                    help="torch's ONNX exporter (default dynamo: its attention is fused by shardrt)")
     args = ap.parse_args(argv)
     if args.checkpoint and args.tiny:
         ap.error("--tiny and --checkpoint exclude each other")
@@ -109,14 +113,23 @@ def main(argv=None) -> int:
             "out_sample": {0: "batch"}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (sample, timestep, ehs), args.output, dynamo=False, input_names=names,
-                          output_names=["out_sample"], dynamic_axes=axes, opset_version=OPSET)
+        if args.exporter == "dynamo":
+            # torch.export's graph: its attention decomposition is what shardrt fuses into
+            # shardrt.Attention (the TorchScript export's is not yet), and group norm comes out
+            # as InstanceNormalization, as at opset 17.
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            torch.onnx.export(model, (sample, timestep, ehs), args.output, dynamo=True, input_names=names,
+                              output_names=["out_sample"], dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
+                              optimize=True, verbose=False)
+        else:
+            torch.onnx.export(model, (sample, timestep, ehs), args.output, dynamo=False, input_names=names,
+                              output_names=["out_sample"], dynamic_axes=axes, opset_version=OPSET)
     if args.config_out:
         with open(args.config_out, "w") as f:
             json.dump({k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(cfg).items()
                        if isinstance(v, (int, float, str, bool, list, tuple)) or v is None}, f, indent=1)
     n_params = sum(p.numel() for p in unet.parameters())
-    print(f"export_sd_unet: {n_params / 1e6:.1f} M parameters, {'fp16' if args.fp16 else 'fp32'}, opset {OPSET}, "
+    print(f"export_sd_unet: {n_params / 1e6:.1f} M parameters, {'fp16' if args.fp16 else 'fp32'}, {args.exporter} exporter, "
           f"latents {cfg.in_channels}x{size}x{size}, cross attention {cfg.cross_attention_dim} -> {args.output}",
           file=sys.stderr)
     return 0
