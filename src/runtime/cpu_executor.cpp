@@ -79,7 +79,7 @@ class CpuBackend final : public ExecBackend {
         env[size_t(s.out[0])] = src.reshaped(dims[0]);
         continue;
       }
-      cpu::KernelCtx c{*s.node, ins, {}, comm};
+      cpu::KernelCtx c{*s.node, ins, {}, comm, &states};
       scratch.clear();
       scratch.reserve(s.out.size());  // pointers into it must stay valid
       for (size_t o = 0; o < s.out.size(); ++o) {
@@ -179,6 +179,7 @@ class CpuBackend final : public ExecBackend {
   const Engine::Impl& e;
   dist::Communicator* comm = nullptr;  // borrowed; null outside a distributed run
   std::shared_ptr<void> arena;
+  cpu::NodeStates states;  // kernels' state across runs (the KV caches)
   std::unordered_map<const Value*, size_t> index;  // value -> slot in `env`
   std::vector<Tensor> env;
   std::vector<Step> steps;

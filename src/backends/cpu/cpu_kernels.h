@@ -3,6 +3,8 @@
 // with the shapes the op's shape rule gave; it fills the outputs.
 #pragma once
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,22 @@ class Communicator;
 
 namespace shardrt::cpu {
 
+// State that kernels keep across the runs of one execution context (the KV cache of
+// shardrt.CachedAttention), per node: created by `make` on first request, freed with the
+// context. Kernels evaluated outside a context (constant folding, eval_node) get none.
+class NodeStates {
+ public:
+  template <class T>
+  T& get(const Node& n, const std::function<std::shared_ptr<T>()>& make) {
+    auto& p = state_[&n];
+    if (!p) p = make();
+    return *static_cast<T*>(p.get());
+  }
+
+ private:
+  std::map<const Node*, std::shared_ptr<void>> state_;
+};
+
 struct KernelCtx {
   const Node& node;
   std::vector<const Tensor*> in;
@@ -22,6 +40,8 @@ struct KernelCtx {
   // The communicator of the running context, for collective ops (null outside a
   // distributed run: collectives then fail naming the node).
   dist::Communicator* comm = nullptr;
+  // The running context's per-node state (null outside a context: stateful kernels fail).
+  NodeStates* state = nullptr;
   const Tensor* input(size_t i) const { return i < in.size() ? in[i] : nullptr; }
   [[noreturn]] void fail(const std::string& msg) const { throw GraphError(node.describe() + ": " + msg); }
 };
