@@ -1,6 +1,6 @@
 #include <map>
-#include <mutex>
 
+#include "backends/kernel_registry.h"
 #include "backends/cpu/cpu_kernels.h"
 
 #ifdef _OPENMP
@@ -9,41 +9,12 @@
 
 namespace shardrt::cpu {
 
-namespace {
-std::map<std::string, Kernel>& table() {
-  static std::map<std::string, Kernel> t;
-  return t;
-}
-void ensure() {
-  // Registration functions may look things up (e.g. a family reusing another's rule):
-  // a lookup from inside registration must not wait on the once_flag it is running under.
-  static thread_local bool registering = false;
-  if (registering) return;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    registering = true;
-    register_all_kernels();
-    registering = false;
-  });
-}
-}  // namespace
+using Registry = KernelRegistry<Kernel, register_all_kernels>;
 
-void register_kernel(const std::string& op, Kernel k) { table()[op] = std::move(k); }
-
-const Kernel* find_kernel(const std::string& op) {
-  ensure();
-  auto it = table().find(op);
-  return it == table().end() ? nullptr : &it->second;
-}
-
+void register_kernel(const std::string& op, Kernel k) { Registry::add(op, std::move(k)); }
+const Kernel* find_kernel(const std::string& op) { return Registry::find(op); }
 bool supports(const Node& n) { return find_kernel(n.op) != nullptr; }
-
-std::vector<std::string> kernel_names() {
-  ensure();
-  std::vector<std::string> r;
-  for (auto& [k, v] : table()) r.push_back(k);
-  return r;
-}
+std::vector<std::string> kernel_names() { return Registry::names(); }
 
 void infer_concrete(const Node& n, const std::vector<const Tensor*>& ins, std::vector<DType>& types,
                     std::vector<Dims>& dims) {

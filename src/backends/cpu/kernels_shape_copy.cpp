@@ -5,6 +5,7 @@
 #include <immintrin.h>
 #endif
 
+#include "backends/copy_layout.h"
 #include "backends/cpu/kernels_shape_common.h"
 
 namespace shardrt::cpu::shape_k {
@@ -17,28 +18,7 @@ constexpr int64_t kGrainBytes = 64 << 10;
 // along the output's contiguous axis (measured best on x86 for fp32, 32x128).
 constexpr int64_t kTileI = 32, kTileJ = 128;
 
-struct Layout {
-  Dims dims;
-  std::vector<int64_t> ds, ss;
-};
-
-// Drops size-1 axes and merges neighbours that are adjacent on both sides.
-Layout simplify(const Dims& dims, const std::vector<int64_t>& ds, const std::vector<int64_t>& ss) {
-  Layout m;
-  for (size_t i = 0; i < dims.size(); ++i) {
-    if (dims[i] == 1) continue;
-    if (!m.dims.empty() && m.ds.back() == ds[i] * dims[i] && m.ss.back() == ss[i] * dims[i]) {
-      m.dims.back() *= dims[i];
-      m.ds.back() = ds[i];
-      m.ss.back() = ss[i];
-    } else {
-      m.dims.push_back(dims[i]);
-      m.ds.push_back(ds[i]);
-      m.ss.push_back(ss[i]);
-    }
-  }
-  return m;
-}
+using Layout = CopyLayout;
 
 // Visits rows [b, e) of the index space `dims` (m axes) in order, giving each row's
 // destination and source offsets.
@@ -123,7 +103,7 @@ void strided_copy(void* dst, const std::vector<int64_t>& dst_strides, const void
                   const std::vector<int64_t>& src_strides, const Dims& dims, size_t es) {
   for (int64_t d : dims)
     if (d == 0) return;
-  Layout l = simplify(dims, dst_strides, src_strides);
+  Layout l = simplify_copy_layout(dims, dst_strides, src_strides);
   char* D = static_cast<char*>(dst);
   const char* S = static_cast<const char*>(src);
   int k = int(l.dims.size());

@@ -258,6 +258,23 @@ void check_common(const KernelCtx& c, const DevTensor& X, const DevTensor& W, co
   cudnn_type(c, X.dtype);  // fails for dtypes cuDNN lacks
 }
 
+// Sets the plan's descriptors: x as `xd`, y as `yd`, the filter and the convolution; then
+// checks the forward geometry, which maps x onto y for Conv and y onto x for ConvTranspose
+// (`transposed`: cuDNN's backward data runs the forward convolution the other way).
+void set_descriptors(const KernelCtx& c, Plan& p, DType t, const std::vector<int>& xd, const std::vector<int>& yd,
+                     const std::vector<int>& wd, const std::vector<int64_t>& pads, const WindowGeom& g, int64_t group,
+                     bool transposed, const std::string& mismatch) {
+  set_tensor(c, p.d.x, t, xd);
+  set_tensor(c, p.d.y, t, yd);
+  set_filter(c, p.d.w, t, wd);
+  set_conv(c, p.d.conv, t, pads, g, group);
+  const std::vector<int>& want = transposed ? xd : yd;
+  std::vector<int> got(want.size());
+  ok(c, cudnnGetConvolutionNdForwardOutputDim(p.d.conv, transposed ? p.d.y : p.d.x, p.d.w, int(got.size()), got.data()),
+     "GetConvolutionNdForwardOutputDim");
+  if (got != want) c.fail(mismatch);
+}
+
 // ---- Conv ----
 
 std::unique_ptr<Plan> conv_plan(KernelCtx& c, const DevTensor& X, const DevTensor& W, const DevTensor& Y,
@@ -283,15 +300,8 @@ std::unique_ptr<Plan> conv_plan(KernelCtx& c, const DevTensor& X, const DevTenso
     for (size_t i = 0; i < ns; ++i) neg[i] = -g.pad_begin[i];
     fill3(p->copy.off, neg, 0);
   }
-  const std::vector<int> yd = nd_dims(c, N, M, g.out);
-  set_tensor(c, p->d.x, t, nd_dims(c, N, C, xs));
-  set_tensor(c, p->d.y, t, yd);
-  set_filter(c, p->d.w, t, nd_dims(c, M, C / group, g.kernel));
-  set_conv(c, p->d.conv, t, pads, g, group);
-  std::vector<int> got(yd.size());
-  ok(c, cudnnGetConvolutionNdForwardOutputDim(p->d.conv, p->d.x, p->d.w, int(got.size()), got.data()),
-     "GetConvolutionNdForwardOutputDim");
-  if (got != yd) c.fail("internal: cuDNN's output dims differ from the shape rule's " + dims_str(Y.dims));
+  set_descriptors(c, *p, t, nd_dims(c, N, C, xs), nd_dims(c, N, M, g.out), nd_dims(c, M, C / group, g.kernel), pads, g,
+                  group, false, "internal: cuDNN's output dims differ from the shape rule's " + dims_str(Y.dims));
 
   cudnnHandle_t h = static_cast<cudnnHandle_t>(c.res.cudnn());
   Plan& pr = *p;
@@ -394,15 +404,9 @@ std::unique_ptr<Plan> conv_transpose_plan(KernelCtx& c, const DevTensor& X, cons
     fill3(p->copy.dst, g.out, 1);
     fill3(p->copy.off, g.pad_begin, 0);
   }
-  const std::vector<int> xd = nd_dims(c, N, C, g.in);
-  set_tensor(c, p->d.x, t, xd);
-  set_tensor(c, p->d.y, t, nd_dims(c, N, M, ys));
-  set_filter(c, p->d.w, t, nd_dims(c, C, M / group, g.kernel));
-  set_conv(c, p->d.conv, t, pads, g, group);
-  std::vector<int> got(xd.size());
-  ok(c, cudnnGetConvolutionNdForwardOutputDim(p->d.conv, p->d.y, p->d.w, int(got.size()), got.data()),
-     "GetConvolutionNdForwardOutputDim");
-  if (got != xd) c.fail("internal: the transposed geometry does not map the output back onto the input " + dims_str(X.dims));
+  set_descriptors(c, *p, t, nd_dims(c, N, C, g.in), nd_dims(c, N, M, ys), nd_dims(c, C, M / group, g.kernel), pads, g,
+                  group, true,
+                  "internal: the transposed geometry does not map the output back onto the input " + dims_str(X.dims));
 
   cudnnHandle_t h = static_cast<cudnnHandle_t>(c.res.cudnn());
   Plan& pr = *p;

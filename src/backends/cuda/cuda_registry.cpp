@@ -3,8 +3,8 @@
 #include <cudnn.h>
 
 #include <cstring>
-#include <mutex>
 
+#include "backends/kernel_registry.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cuda/cuda_common.h"
 #include "backends/cuda/conv_kernels.h"
@@ -19,37 +19,11 @@ void check_cuda(cudaError_t e, const char* what, const char* file, int line) {
               " at " + (f ? f + 1 : file) + ":" + std::to_string(line));
 }
 
-namespace {
-std::map<std::string, Kernel>& table() {
-  static std::map<std::string, Kernel> t;
-  return t;
-}
-void ensure() {
-  static thread_local bool registering = false;
-  if (registering) return;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    registering = true;
-    register_all_kernels();
-    registering = false;
-  });
-}
-}  // namespace
+using Registry = KernelRegistry<Kernel, register_all_kernels>;
 
-void register_kernel(const std::string& op, Kernel k) { table()[op] = std::move(k); }
-
-const Kernel* find_kernel(const std::string& op) {
-  ensure();
-  auto it = table().find(op);
-  return it == table().end() ? nullptr : &it->second;
-}
-
-std::vector<std::string> kernel_names() {
-  ensure();
-  std::vector<std::string> r;
-  for (auto& [k, v] : table()) r.push_back(k);
-  return r;
-}
+void register_kernel(const std::string& op, Kernel k) { Registry::add(op, std::move(k)); }
+const Kernel* find_kernel(const std::string& op) { return Registry::find(op); }
+std::vector<std::string> kernel_names() { return Registry::names(); }
 
 bool has_kernel(const std::string& op) { return find_kernel(op) != nullptr; }
 

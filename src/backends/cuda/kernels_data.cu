@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backends/copy_layout.h"
 #include "backends/cuda/kernels_data_common.h"
 
 namespace shardrt::cuda {
@@ -89,27 +90,7 @@ __global__ void __launch_bounds__(kThreads) fill_kernel(T* __restrict__ dst, T v
     dst[i] = v;
 }
 
-struct Layout {
-  std::vector<int64_t> dims, ds, ss;
-};
-
-// Drops size-1 axes and merges neighbours that are adjacent on both sides.
-Layout simplify(const Dims& dims, const std::vector<int64_t>& ds, const std::vector<int64_t>& ss) {
-  Layout m;
-  for (size_t i = 0; i < dims.size(); ++i) {
-    if (dims[i] == 1) continue;
-    if (!m.dims.empty() && m.ds.back() == ds[i] * dims[i] && m.ss.back() == ss[i] * dims[i]) {
-      m.dims.back() *= dims[i];
-      m.ds.back() = ds[i];
-      m.ss.back() = ss[i];
-    } else {
-      m.dims.push_back(dims[i]);
-      m.ds.push_back(ds[i]);
-      m.ss.push_back(ss[i]);
-    }
-  }
-  return m;
-}
+using Layout = CopyLayout;
 
 // Whether flat indices and every offset of the layout fit in int32 (with room for the
 // grid stride added past the end).
@@ -238,7 +219,7 @@ void strided_copy(const KernelCtx& c, void* dst, const std::vector<int64_t>& dst
                   const std::vector<int64_t>& src_strides, const Dims& dims, size_t es) {
   for (int64_t d : dims)
     if (d == 0) return;
-  Layout l = simplify(dims, dst_strides, src_strides);
+  Layout l = simplify_copy_layout(dims, dst_strides, src_strides);
   const int k = int(l.dims.size());
   if (k == 0) { copy_bytes(c, dst, src, es); return; }
   const int last = k - 1;
