@@ -47,6 +47,12 @@ struct BuildConfig {
 struct ContextOptions {
   std::string device;                    // "cpu" | "cuda"; "" = the engine's build setting
   dist::Communicator* comm = nullptr;    // as in ExecutionContext(engine, comm); borrowed
+  // After every node, scan its float outputs (and, at set_inputs, the float inputs) for NaN
+  // and Inf; the first found ends the run with an Error naming the node, the output, the
+  // counts, the first bad index and whether the node's inputs already held some. A
+  // debugging mode: it costs a pass over every output (on CUDA also a synchronisation per
+  // node, and no CUDA graphs). Also on when SHARDRT_CHECK_NUMERICS is set (not "0").
+  bool check_numerics = false;
 };
 
 struct Binding {

@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "ir/checked_size.h"
+#include "runtime/host_memory.h"
 #include "util/hash.h"
 
 namespace shardrt {
@@ -247,8 +249,14 @@ std::unique_ptr<Engine::Impl> load_engine_file(const std::string& path, bool ver
                 " bytes, the fixed header alone is 64)");
   }
   void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  int map_errno = errno;
   ::close(fd);
-  if (m == MAP_FAILED) throw Error("cannot map engine file '" + path + "'");
+  if (m == MAP_FAILED) {
+    if (map_errno == ENOMEM)
+      throw Error("cannot map engine file '" + path + "': " +
+                  host_oom_message("the mapping of its weights", size));
+    throw Error("cannot map engine file '" + path + "': " + std::strerror(map_errno));
+  }
   std::shared_ptr<void> mapping(m, [size](void* p) { ::munmap(p, size); });
   return load_engine_bytes(mapping, size, path, verify_checksum);
 }

@@ -278,7 +278,7 @@ Engine load_rank_engine(const Manifest& m, const std::string& dir, int rank) {
 
 std::map<std::string, Tensor> run_multi_rank(const std::string& dir, const std::map<std::string, Tensor>& inputs,
                                              dist::Communicator& world, const MeshShape* asked,
-                                             const std::string& device) {
+                                             const std::string& device, bool check_numerics) {
   Manifest m = Manifest::load(dir);
   check_launch(m, dir, world.size(), asked);
   dist::Mesh mesh(world, m.mesh.dp, m.mesh.tp);
@@ -317,8 +317,15 @@ std::map<std::string, Tensor> run_multi_rank(const std::string& dir, const std::
     ContextOptions co;
     co.device = device;
     co.comm = &mesh;
-    ExecutionContext ctx(e, co);
-    outs = ctx.run(local);
+    co.check_numerics = check_numerics;
+    try {
+      ExecutionContext ctx(e, co);
+      outs = ctx.run(local);
+    } catch (const Error& ex) {
+      // Which rank (and so which slice of the inputs) a --check-numerics stop or an
+      // out-of-memory happened on.
+      throw Error(who + ex.what());
+    }
   }
   std::map<std::string, Tensor> result;
   for (auto& b : e.outputs()) {

@@ -80,8 +80,9 @@ std::pair<int64_t, int64_t> dp_slice(int64_t batch, int groups, int group);
 // process exit code; errors are thrown as Error with the rank named.
 // `device` ("cpu", "cuda", or "" for the engines' build setting) is where each rank runs
 // (CUDA: one GPU per local rank, collectives through NCCL or staged through MPI).
+// `check_numerics`: ContextOptions::check_numerics on every rank.
 std::map<std::string, Tensor> run_multi_rank(const std::string& dir, const std::map<std::string, Tensor>& inputs,
                                              dist::Communicator& world, const MeshShape* asked = nullptr,
-                                             const std::string& device = "");
+                                             const std::string& device = "", bool check_numerics = false);
 
 }  // namespace shardrt

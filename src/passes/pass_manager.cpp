@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "ir/op_schema.h"
+#include "runtime/host_memory.h"
+#include "shardrt/engine.h"
 
 namespace shardrt {
 
@@ -75,6 +77,9 @@ bool PassManager::run(Graph& g) {
           c = p->run(g);
         } catch (const GraphError& e) {
           throw GraphError("pass '" + p->name() + "': " + e.what());
+        } catch (const std::bad_alloc&) {
+          // Constant folding of a huge tensor, typically.
+          throw Error(host_oom_message("pass '" + p->name() + "'"));
         }
         s.ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         ++s.runs;

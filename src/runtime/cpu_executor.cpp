@@ -12,6 +12,8 @@
 #include "dist/mesh.h"
 #include "ir/op_schema.h"
 #include "runtime/exec_backend.h"
+#include "runtime/host_memory.h"
+#include "runtime/numerics.h"
 
 namespace shardrt {
 
@@ -25,11 +27,8 @@ class CpuBackend final : public ExecBackend {
       index[v.get()] = env.size();
       env.emplace_back(v->constant ? *v->constant : Tensor());
     }
-    if (e.memory.arena_bytes) {
-      void* p = std::aligned_alloc(64, (e.memory.arena_bytes + 63) / 64 * 64);
-      if (!p) throw Error("out of memory: the activation arena needs " + std::to_string(e.memory.arena_bytes) + " bytes");
-      arena = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
-    }
+    if (e.memory.arena_bytes)
+      arena = host_alloc(e.memory.arena_bytes, "the activation arena (sized for the profiles' largest shapes)");
     for (auto& n : g.nodes) {
       Step s{n.get(), cpu::find_kernel(n->op), {}, {}, {}, false};
       if (!s.kernel) throw Error(n->describe() + ": the CPU backend has no kernel for op '" + n->op + "'");
@@ -52,6 +51,12 @@ class CpuBackend final : public ExecBackend {
 
   void set_inputs(const std::map<std::string, Tensor>& inputs) override {
     check_inputs(e, inputs);
+    if (check_numerics)
+      for (Value* v : e.graph->inputs) {
+        const Tensor& t = inputs.at(v->name);
+        NumericsCount c = scan_numerics(t);
+        if (c.bad()) throw Error(input_numerics_error(v->name, t.dtype(), t.dims(), c));
+      }
     for (Value* v : e.graph->inputs) env[index.at(v)] = inputs.at(v->name);
     have_inputs = true;
   }
@@ -97,12 +102,18 @@ class CpuBackend final : public ExecBackend {
           t = Tensor(types[o], dims[o], p, arena);
         } else {
           t = Tensor();  // drop this context's reference to the previous run's tensor first
-          t = own_output(size_t(s.out[o]), types[o], dims[o], need);
+          t = own_output(size_t(s.out[o]), types[o], dims[o], need, *s.node, o);
           if (poison && need) std::memset(t.raw(), 0xff, need);
         }
         c.out.push_back(&t);
       }
-      (*s.kernel)(c);
+      try {
+        (*s.kernel)(c);
+      } catch (const std::bad_alloc&) {
+        // A tensor or library buffer the kernel allocated itself (sizes unknown here).
+        throw Error(s.node->describe() + ": " + host_oom_message("a host allocation while it ran"));
+      }
+      if (check_numerics) check_outputs(s, c);
       if (profiling)
         layer_ms[si] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     }
@@ -142,6 +153,7 @@ class CpuBackend final : public ExecBackend {
   }
 
   void set_profiling(bool on) override { profiling = on; }
+  void set_check_numerics(bool on) override { check_numerics = on; }
   std::string profile_report(size_t top) const override {
     return format_profile(nodes, layer_ms, profiled_runs, top);
   }
@@ -160,7 +172,7 @@ class CpuBackend final : public ExecBackend {
   // buffer per value, reused when nobody else holds it any more. A fresh allocation of a
   // big output (GPT-2's logits at 4 x 128 are 100 MB) costs a page fault per 4 KiB and the
   // kernel's zeroing on every run: a third of the LM head's time.
-  Tensor own_output(size_t v, DType t, const Dims& d, size_t need) {
+  Tensor own_output(size_t v, DType t, const Dims& d, size_t need, const Node& n, size_t o) {
     if (own_buf.size() < env.size()) {
       own_buf.resize(env.size());
       own_bytes.resize(env.size(), 0);
@@ -168,12 +180,34 @@ class CpuBackend final : public ExecBackend {
     auto& b = own_buf[v];
     if (!b || b.use_count() != 1 || own_bytes[v] < need) {
       if (need == 0) return Tensor(t, d);
-      void* p = std::aligned_alloc(64, (need + 63) / 64 * 64);
-      if (!p) throw Error("out of memory: an output needs " + std::to_string(need) + " bytes");
-      b = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+      b.reset();  // the old buffer, if nobody else holds it, goes before the new one comes
+      own_bytes[v] = 0;
+      b = try_host_alloc(need);
+      if (!b)
+        throw Error(host_oom_message("output " + std::to_string(o) + " '" + n.outputs[o]->name + "' (" +
+                                         dtype_name(t) + dims_str(d) + ") of " + n.describe(),
+                                     need));
       own_bytes[v] = need;
     }
     return Tensor(t, d, b.get(), b);
+  }
+
+  // --check-numerics: every float output of the step just run; the first NaN or Inf ends the
+  // run, naming the node and which of its float inputs already held some.
+  void check_outputs(const Step& s, const cpu::KernelCtx& c) {
+    for (size_t o = 0; o < s.out.size(); ++o) {
+      if (s.out[o] < 0 || !is_float(c.out[o]->dtype())) continue;
+      NumericsCount cnt = scan_numerics(*c.out[o]);
+      if (!cnt.bad()) continue;
+      std::vector<NumericsInput> ins;
+      for (size_t i = 0; i < s.in.size(); ++i) {
+        const Tensor* t = c.in[i];
+        if (!t || !is_float(t->dtype())) continue;
+        const Value& v = *s.node->inputs[i];
+        ins.push_back({i, v.name, value_origin(*e.graph, v), t->dtype(), t->dims(), scan_numerics(*t)});
+      }
+      throw Error(node_numerics_error(*s.node, o, c.out[o]->dtype(), c.out[o]->dims(), cnt, ins));
+    }
   }
 
   const Engine::Impl& e;
@@ -187,6 +221,7 @@ class CpuBackend final : public ExecBackend {
   std::vector<Tensor> scratch;     // outputs a node has but the graph omits
   bool poison = false;  // fill buffers with 0xff before each kernel (SHARDRT_POISON, tests)
   bool profiling = false;
+  bool check_numerics = false;  // ContextOptions::check_numerics
   bool have_inputs = false, have_outputs = false;
   std::vector<double> layer_ms;  // per step, summed over profiled runs
   int profiled_runs = 0;

@@ -25,6 +25,9 @@ class ExecBackend {
     return outputs();
   }
   virtual void set_profiling(bool on) = 0;
+  // ContextOptions::check_numerics: scan every float output after each node (and the
+  // inputs at set_inputs); the first NaN or Inf throws Error naming the node.
+  virtual void set_check_numerics(bool on) = 0;
   virtual std::string profile_report(size_t top_layers) const = 0;
   // Tactics the kernels chose, per node ("key" -> "value"); empty on the CPU.
   virtual std::map<const Node*, std::map<std::string, std::string>> tactics() const { return {}; }

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "runtime/exec_backend.h"
+#include "runtime/numerics.h"
 
 namespace shardrt {
 
@@ -109,6 +110,7 @@ ExecutionContext::ExecutionContext(const Engine& engine, const ContextOptions& o
   impl_->device = o.device.empty() ? engine_device(engine.impl()) : o.device;
   check_device_name(impl_->device, o.device.empty() ? "the engine's build setting" : "ContextOptions::device");
   impl_->backend = make_backend(impl_->device, engine.impl(), o.comm);
+  impl_->backend->set_check_numerics(check_numerics_enabled(o.check_numerics));
 }
 ExecutionContext::~ExecutionContext() = default;
 

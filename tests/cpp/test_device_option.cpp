@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <unistd.h>
 
+#include "error_util.h"
 #include "backends/cuda/cuda_eval.h"
 #include "op_test_util.h"
 #include "shardrt/engine.h"
@@ -27,15 +28,6 @@ Engine tiny_engine(const std::string& device = "cpu") {
   cfg.shapes["x"] = {{1, 4}, {2, 4}, {8, 4}};
   cfg.device = device;
   return build_engine(net, cfg);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 
+#include "error_util.h"
 #include "../mpi/dist_cases.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "dist/bootstrap.h"
@@ -55,15 +56,6 @@ struct EnvGuard {
   }
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
 TEST(DistBootstrap, DetectsLaunchers) {
@@ -107,7 +99,7 @@ TEST(DistBootstrap, TorchrunIsRefusedWithAHint) {
   env.set("MASTER_ADDR", "127.0.0.1");
   env.set("MASTER_PORT", "29500");
   EXPECT_EQ(dist::detect_launch().launcher, "torchrun");
-  std::string m = error_of([] { dist::communicator_from_env(); });
+  std::string m = any_error_of([] { dist::communicator_from_env(); });
   EXPECT_NE(m.find("torchrun"), std::string::npos) << m;
   EXPECT_NE(m.find("mpirun -n 2"), std::string::npos) << m;
   EXPECT_NE(m.find("Python package"), std::string::npos) << m;
@@ -123,7 +115,7 @@ TEST(DistBootstrap, ExplicitOverride) {
   env.set("SHARDRT_COMM", "single");
   EXPECT_EQ(dist::communicator_from_env()->backend(), "single");
   env.set("SHARDRT_COMM", "nccl2");
-  std::string m = error_of([] { dist::communicator_from_env(); });
+  std::string m = any_error_of([] { dist::communicator_from_env(); });
   EXPECT_NE(m.find("SHARDRT_COMM='nccl2'"), std::string::npos) << m;
   env.set("SHARDRT_COLLECTIVE_TIMEOUT", "2.5");
   EXPECT_EQ(dist::collective_timeout_seconds(), 2.5);
@@ -207,7 +199,7 @@ TEST(DistOps, CollectivesNeedACommunicator) {
   Value* x = g.add_input("x", DType::F32, {2});
   g.outputs = {g.add_node("shardrt.AllReduce", "my_allreduce", {x}, {"y"})->outputs[0]};
   Engine e = build_engine_from_graph(std::move(g), BuildConfig{});
-  std::string m = error_of([&] { ExecutionContext ctx(e); });
+  std::string m = any_error_of([&] { ExecutionContext ctx(e); });
   EXPECT_NE(m.find("my_allreduce"), std::string::npos) << m;
   EXPECT_NE(m.find("communicator"), std::string::npos) << m;
   // Constant folding must not run a collective (it has no communicator at build time).
@@ -313,12 +305,12 @@ TEST(DistImport, ContribCollectivesBecomeFusedOps) {
   EXPECT_EQ(g.nodes[0]->attr_i("axis", -1), 0);
 
   // Variadic forms and unknown attributes are refused, naming the node.
-  std::string m = error_of([] { import_onnx_model_bytes(contrib_model("AllReduce", {}, 2), "", "m"); });
+  std::string m = any_error_of([] { import_onnx_model_bytes(contrib_model("AllReduce", {}, 2), "", "m"); });
   EXPECT_NE(m.find("one tensor per node"), std::string::npos) << m;
-  m = error_of([] { import_onnx_model_bytes(contrib_model("AllGather", {{"ring", 1}}), "", "m"); });
+  m = any_error_of([] { import_onnx_model_bytes(contrib_model("AllGather", {{"ring", 1}}), "", "m"); });
   EXPECT_NE(m.find("'ring'"), std::string::npos) << m;
   // Other com.microsoft ops stay refused.
-  m = error_of([] { import_onnx_model_bytes(contrib_model("AllToAll", {}), "", "m"); });
+  m = any_error_of([] { import_onnx_model_bytes(contrib_model("AllToAll", {}), "", "m"); });
   EXPECT_NE(m.find("com.microsoft"), std::string::npos) << m;
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "error_util.h"
 #include "shardrt/engine.h"
 #include "util/safetensors.h"
 
@@ -74,16 +75,6 @@ std::string good_file() {
       R"("s":{"dtype":"F32","shape":[],"data_offsets":[56,60]},)"
       R"("e":{"dtype":"F32","shape":[0,4],"data_offsets":[60,60]}})";
   return file_bytes(header, data);
-}
-
-// Runs `f` and returns the Error's message ("" when nothing is thrown).
-template <class F> std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

@@ -27,10 +27,13 @@
 #include "backends/cuda/cuda_common.h"
 #include "backends/cuda/cuda_eval.h"
 #include "backends/cuda/device_comm.h"
+#include "backends/cuda/device_memory.h"
+#include "backends/cuda/numerics.h"
 #include "dist/collective_exec.h"
 #include "dist/mesh.h"
 #include "ir/op_schema.h"
 #include "runtime/exec_backend.h"
+#include "runtime/numerics.h"
 
 namespace shardrt {
 namespace cuda {
@@ -61,29 +64,17 @@ void free_buf(DevBuf& b) {
   b = {};
 }
 
-void* dev_malloc(size_t bytes, const std::string& what) {
-  void* p = nullptr;
-  cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
-  if (e != cudaSuccess) {
-    cudaGetLastError();  // not sticky; clear it so that later checks do not report it again
-    size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    throw Error("out of GPU memory: " + what + " needs " + std::to_string(bytes) + " bytes, " +
-                std::to_string(free_b) + " of " + std::to_string(total_b) + " are free");
-  }
-  return p;
-}
-
 // Makes `b` hold at least `need` bytes. A buffer in use by queued work is freed only after
-// the stream drains.
-void ensure_buf(DevBuf& b, size_t need, cudaStream_t s, const std::string& what) {
+// the stream drains. `what` is called only when an allocation is needed (for its message).
+template <class What>
+void ensure_buf(DevBuf& b, size_t need, cudaStream_t s, const What& what, const Node* node = nullptr) {
   if (b.p && b.cap >= need) return;
   if (b.p) {
     SHARDRT_CUDA_CHECK(cudaStreamSynchronize(s));
     free_buf(b);
   }
   size_t bytes = std::max<size_t>((need + 255) / 256 * 256, 256);
-  b.p = dev_malloc(bytes, what);
+  b.p = device_alloc(bytes, what(), node ? node->describe() : std::string());
   b.cap = bytes;
 }
 
@@ -174,13 +165,25 @@ class CudaBackend final : public ExecBackend {
     debug_sync = env_flag("SHARDRT_CUDA_DEBUG_SYNC", false);
     graphs = env_flag("SHARDRT_CUDA_GRAPHS", true) && !debug_sync;
 
+    // A failed allocation (out of GPU memory) must not leak what was allocated before it:
+    // the destructor does not run for a constructor that throws.
+    try {
+      allocate_buffers(g);
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+
+  // Constants, the arena and the input buffers (sized for the profiles' largest shapes).
+  void allocate_buffers(const Graph& g) {
     // Constants: one allocation, uploaded once.
     size_t total = 0;
     for (Value* v : vals)
       if (v->constant) total += (v->constant->nbytes() + 255) / 256 * 256;
     const_dev.resize(vals.size());
     if (total) {
-      consts.p = dev_malloc(total, "the engine's constants");
+      consts.p = device_alloc(total, "the engine's constants (weights)");
       consts.cap = total;
       size_t off = 0;
       for (size_t i = 0; i < vals.size(); ++i) {
@@ -196,7 +199,7 @@ class CudaBackend final : public ExecBackend {
       SHARDRT_CUDA_CHECK(cudaDeviceSynchronize());
     }
     if (e.memory.arena_bytes) {
-      arena.p = dev_malloc(e.memory.arena_bytes, "the activation arena");
+      arena.p = device_alloc(e.memory.arena_bytes, "the activation arena (sized for the profiles' largest shapes)");
       arena.cap = e.memory.arena_bytes;
     }
     // Staging buffers of the graph inputs, for the largest shapes the bindings allow.
@@ -210,18 +213,22 @@ class CudaBackend final : public ExecBackend {
       else throw Error("input '" + v->name + "' has dynamic shape " + shape_str(v->shape) + " but no profile");
       DevBuf buf;
       buf.cap = std::max<size_t>(size_t(numel(maxd)) * dtype_size(v->dtype), 256);
-      buf.p = dev_malloc(buf.cap, "input '" + v->name + "'");
+      buf.p = device_alloc(buf.cap, "the buffer of input '" + v->name + "' (" + dtype_name(v->dtype) + dims_str(maxd) +
+                                        ", its profile's largest shape)");
       staging.push_back(buf);
       input_dims.emplace_back();
     }
   }
 
-  ~CudaBackend() override {
+  ~CudaBackend() override { release(); }
+
+  void release() {
     if (stream) cudaStreamSynchronize(stream);
     for (auto& s : sigs) drop_sig(*s);
     for (auto& b : staging) free_buf(b);
     free_buf(arena);
     free_buf(consts);
+    free_buf(numerics_buf);
     for (auto& [si, ev] : events) {
       cudaEventDestroy(ev.first);
       cudaEventDestroy(ev.second);
@@ -233,6 +240,12 @@ class CudaBackend final : public ExecBackend {
   void set_inputs(const std::map<std::string, Tensor>& inputs) override {
     check_inputs(e, inputs);
     const Graph& g = *e.graph;
+    if (check_numerics)
+      for (Value* v : g.inputs) {
+        const Tensor& t = inputs.at(v->name);
+        NumericsCount c = scan_numerics(t);
+        if (c.bad()) throw Error(input_numerics_error(v->name, t.dtype(), t.dims(), c));
+      }
     Dims key;
     std::string label;
     for (size_t i = 0; i < g.inputs.size(); ++i) {
@@ -257,7 +270,8 @@ class CudaBackend final : public ExecBackend {
     last_replay = false;
     std::optional<dist::ScopedGroupShapes> group_shapes;
     if (comm) group_shapes.emplace(*comm);
-    const bool want_graph = graphs && !profiling && staged_reason.empty();
+    // --check-numerics reads every node's outputs back: kernel by kernel, never a graph.
+    const bool want_graph = graphs && !profiling && !check_numerics && staged_reason.empty();
     if (want_graph && S.exec) {
       if (S.ws == res->workspace(0)) {
         cudaError_t err = cudaGraphLaunch(S.exec, stream);
@@ -276,7 +290,7 @@ class CudaBackend final : public ExecBackend {
     ran = true;
     if (!staged_reason.empty()) note_not_captured(S, staged_reason);
     if (want_graph && S.capturable) capture(S);
-    else if (graphs && !profiling && !S.capturable) note_not_captured(S, S.why_not);
+    else if (graphs && !profiling && !check_numerics && !S.capturable) note_not_captured(S, S.why_not);
   }
 
   void synchronize() override {
@@ -319,6 +333,7 @@ class CudaBackend final : public ExecBackend {
   }
 
   void set_profiling(bool on) override { profiling = on; }
+  void set_check_numerics(bool on) override { check_numerics = on; }
   std::string profile_report(size_t top) const override { return format_profile(nodes, layer_ms, profiled_runs, top); }
   std::map<const Node*, std::map<std::string, std::string>> tactics() const override { return res->tactics(); }
 
@@ -392,20 +407,22 @@ class CudaBackend final : public ExecBackend {
 
   // Where output value `v` of `need` bytes goes: its arena slot when it fits, else its
   // per-signature buffer.
-  void* place(Sig& S, int v, size_t need) {
+  void* place(Sig& S, int v, size_t need, const Node& n) {
     const MemorySlot* sl = slot[size_t(v)];
     if (sl && need <= sl->bytes) return static_cast<char*>(arena.p) + sl->offset;
-    ensure_buf(S.own[size_t(v)], need, stream, "value '" + vals[size_t(v)]->name + "'");
+    ensure_buf(
+        S.own[size_t(v)], need, stream, [&] { return "the buffer of output '" + vals[size_t(v)]->name + "'"; }, &n);
     return S.own[size_t(v)].p;
   }
 
   // A host value a GPU node reads: uploaded into its per-signature buffer (never the
   // arena, whose bytes a replayed graph does not restore).
-  void ensure_device(Sig& S, int v) {
+  void ensure_device(Sig& S, int v, const Node* n = nullptr) {
     if (S.on_dev[size_t(v)]) return;
     const Tensor* h = host_of(S, v);
     if (!h) throw Error("internal: value '" + vals[size_t(v)]->name + "' is neither on the GPU nor on the host");
-    ensure_buf(S.own[size_t(v)], h->nbytes(), stream, "value '" + vals[size_t(v)]->name + "'");
+    ensure_buf(S.own[size_t(v)], h->nbytes(), stream,
+               [&] { return "the upload of host value '" + vals[size_t(v)]->name + "'"; }, n);
     if (h->nbytes())
       SHARDRT_CUDA_CHECK(cudaMemcpyAsync(S.own[size_t(v)].p, h->raw(), h->nbytes(), cudaMemcpyHostToDevice, stream));
     S.dev[size_t(v)] = DevTensor{h->dtype(), h->dims(), S.own[size_t(v)].p};
@@ -509,11 +526,12 @@ class CudaBackend final : public ExecBackend {
       if (k == Kind::Host) {
         run_on_host(S, st, types, dims);
         if (profiling) host_ms[si] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        if (check_numerics) check_step(S, st);
         continue;
       }
       if (k == Kind::View) {
         int src = st.in[0], dst = st.out[0];
-        ensure_device(S, src);
+        ensure_device(S, src, &n);
         S.dev[size_t(dst)] = DevTensor{types[0], dims[0], S.dev[size_t(src)].data};
         S.on_dev[size_t(dst)] = 1;
         if (const Tensor* h = host_of(S, src)) {
@@ -525,17 +543,18 @@ class CudaBackend final : public ExecBackend {
       }
       if (k != Kind::Fallback)
         for (int v : st.in)
-          if (v >= 0) ensure_device(S, v);
+          if (v >= 0) ensure_device(S, v, &n);
       for (size_t o = 0; o < st.out.size(); ++o) {
         int v = st.out[o];
         if (v < 0) continue;
         size_t need = size_t(numel(dims[o])) * dtype_size(types[o]);
-        S.dev[size_t(v)] = DevTensor{types[o], dims[o], place(S, v, need)};
+        S.dev[size_t(v)] = DevTensor{types[o], dims[o], place(S, v, need, n)};
         S.on_dev[size_t(v)] = 1;
       }
       if (k == Kind::Fallback) {
         run_fallback(S, st, types, dims, "the CUDA backend has no kernel for it");
         if (profiling) host_ms[si] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        if (check_numerics) check_step(S, st);
         continue;
       }
       if (profiling) record_event(si, true);
@@ -559,6 +578,7 @@ class CudaBackend final : public ExecBackend {
         S.kind[si] = Kind::Fallback;
         std::string why = u.what();
         run_fallback(S, st, types, dims, why.substr(std::min(why.size(), n.describe().size() + 2)));
+        if (check_numerics) check_step(S, st);
         continue;
       }
       if (profiling) record_event(si, false);
@@ -566,13 +586,17 @@ class CudaBackend final : public ExecBackend {
         cudaError_t err = cudaStreamSynchronize(stream);
         if (err != cudaSuccess) throw Error(n.describe() + ": CUDA error while it ran: " + cuda_err(err));
       }
+      if (check_numerics) check_step(S, st);
     }
     if (profiling) profile_pending = true;
   }
 
   Kind choose(Sig& S, const Step& st, const std::vector<DType>& types, const std::vector<Dims>& dims) {
     if (st.shape_only && st.cpu) return Kind::Host;
-    if (st.cpu && !st.collective) {
+    // A stateful op (the KV cache of shardrt.CachedAttention) keeps its state on the GPU:
+    // it never runs on the host, even on host inputs.
+    const bool stateful = st.schema && st.schema->stateful;
+    if (st.cpu && !st.collective && !stateful) {
       bool all_host = true;
       for (int v : st.in)
         if (v >= 0 && !is_static_host(S, v)) all_host = false;
@@ -661,9 +685,67 @@ class CudaBackend final : public ExecBackend {
       c.host.push_back(v < 0 ? nullptr : host_of(S, v));
     }
     for (int v : st.out) c.out.push_back(v < 0 ? nullptr : &S.dev[size_t(v)]);
-    (*st.kernel)(c);
+    try {
+      (*st.kernel)(c);
+    } catch (const DeviceOutOfMemory& oom) {
+      // Resources' workspace and persistent buffers do not know the node.
+      throw oom.with_node(n.describe());
+    }
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) throw Error(n.describe() + ": CUDA error after its launch: " + cuda_err(err));
+  }
+
+  // ---- --check-numerics ----
+
+  // NaN/Inf counts of values `vs` (-1 and non-float: zero counts): host copies are scanned
+  // on the host, GPU values by the reduction kernel, all read back with one synchronisation.
+  std::vector<NumericsCount> count_numerics(Sig& S, const std::vector<int>& vs, const Node& n) {
+    std::vector<NumericsCount> r(vs.size());
+    std::vector<size_t> on_gpu;
+    for (size_t k = 0; k < vs.size(); ++k) {
+      int v = vs[k];
+      if (v < 0 || !is_float(dtype_of(S, v))) continue;
+      if (const Tensor* h = host_of(S, v)) r[k] = scan_numerics(*h);
+      else if (S.on_dev[size_t(v)]) on_gpu.push_back(k);
+    }
+    if (on_gpu.empty()) return r;
+    ensure_buf(numerics_buf, on_gpu.size() * sizeof(DeviceNumerics), stream,
+               [] { return std::string("the --check-numerics counters"); }, &n);
+    auto* d = static_cast<DeviceNumerics*>(numerics_buf.p);
+    for (size_t j = 0; j < on_gpu.size(); ++j) {
+      const DevTensor& t = S.dev[size_t(vs[on_gpu[j]])];
+      enqueue_numerics_scan(t.dtype, t.data, t.numel(), d + j, stream);
+    }
+    std::vector<DeviceNumerics> h(on_gpu.size());
+    SHARDRT_CUDA_CHECK(cudaMemcpyAsync(h.data(), d, h.size() * sizeof(DeviceNumerics), cudaMemcpyDeviceToHost, stream));
+    try {
+      sync_stream();
+    } catch (const std::exception& ex) {
+      throw Error(n.describe() + ": error while it ran (or while its outputs were checked): " + ex.what());
+    }
+    for (size_t j = 0; j < on_gpu.size(); ++j)
+      r[on_gpu[j]] = NumericsCount{h[j].nan, h[j].inf, h[j].first == ~0ull ? int64_t(-1) : int64_t(h[j].first)};
+    return r;
+  }
+
+  // After step `st`: the first float output holding NaN or Inf ends the run, naming the
+  // node and which of its float inputs already held some.
+  void check_step(Sig& S, const Step& st) {
+    const Node& n = *st.node;
+    auto outs = count_numerics(S, st.out, n);
+    for (size_t o = 0; o < outs.size(); ++o) {
+      if (!outs[o].bad()) continue;
+      int v = st.out[o];
+      auto ins = count_numerics(S, st.in, n);
+      std::vector<NumericsInput> report;
+      for (size_t i = 0; i < st.in.size(); ++i) {
+        int u = st.in[i];
+        if (u < 0 || !is_float(dtype_of(S, u)) || (!host_of(S, u) && !S.on_dev[size_t(u)])) continue;
+        report.push_back({i, vals[size_t(u)]->name, value_origin(*e.graph, *vals[size_t(u)]), dtype_of(S, u),
+                          dims_of(S, u), ins[i]});
+      }
+      throw Error(node_numerics_error(n, o, dtype_of(S, v), dims_of(S, v), outs[o], report));
+    }
   }
 
   // ---- CUDA graphs ----
@@ -753,6 +835,8 @@ class CudaBackend final : public ExecBackend {
   uint64_t clock = 0;
   bool ran = false, last_replay = false;
   bool poison = false, graphs = true, debug_sync = false;
+  bool check_numerics = false;  // ContextOptions::check_numerics
+  DevBuf numerics_buf;          // DeviceNumerics records of one node's values
   std::set<std::string> warned_ops;
   bool profiling = false, profile_pending = false;
   std::map<size_t, std::pair<cudaEvent_t, cudaEvent_t>> events;

@@ -9,6 +9,7 @@
 #include "backends/cuda/cuda_common.h"
 #include "backends/cuda/conv_kernels.h"
 #include "backends/cuda/cuda_eval.h"
+#include "backends/cuda/device_memory.h"
 
 namespace shardrt::cuda {
 
@@ -115,26 +116,14 @@ void* Resources::workspace(size_t bytes) {
     ws_ = nullptr;
     ws_bytes_ = 0;
   }
-  cudaError_t e = cudaMalloc(&ws_, bytes);
-  if (e != cudaSuccess) {
-    size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    throw Error("out of GPU memory: a kernel workspace needs " + std::to_string(bytes) + " bytes, " +
-                std::to_string(free_b) + " of " + std::to_string(total_b) + " are free");
-  }
+  // The executor adds the node to an out-of-memory error.
+  ws_ = device_alloc(bytes, "the kernels' workspace");
   ws_bytes_ = bytes;
   return ws_;
 }
 
 void* Resources::alloc_persistent(size_t bytes) {
-  void* p = nullptr;
-  cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
-  if (e != cudaSuccess) {
-    size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    throw Error("out of GPU memory: asked for " + std::to_string(bytes) + " bytes, " + std::to_string(free_b) +
-                " of " + std::to_string(total_b) + " are free");
-  }
+  void* p = device_alloc(bytes, "a kernel's persistent buffer");
   persistent_.push_back(p);
   return p;
 }
