@@ -9,9 +9,10 @@
 // original prompt order. Rank 0 prints them and checks them, token for token, against a
 // single-rank run of the same engine over all prompts.
 //
-// There is no KV cache yet: every new token re-runs the engine on the whole sequence so far
+// This example keeps no KV cache: every new token re-runs the engine on the whole sequence so far
 // (the engine's sequence dim is dynamic), so a step costs O(sequence) rather than O(1) layers
-// of work.
+// of work. (src/models builds a KV-cached decoder from the same checkpoints, which
+// `shardrt generate` serves: docs/generate.md.)
 //
 // --checkpoint DIR loads a Hugging Face GPT-2 instead (GPT2LMHeadModel saved with
 // save_pretrained: config.json and model.safetensors, or sharded model-0000x-of-0000y.safetensors
@@ -33,18 +34,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "dist/bootstrap.h"
+#include "models/decoder_common.h"
 #include "ir/graph.h"
 #include "shardrt/engine.h"
 #include "shardrt/network.h"
-#include "util/safetensors.h"
 
 using namespace shardrt;
 
@@ -90,25 +89,17 @@ Tensor filled_tensor(Dims d, float v) {
   return t;
 }
 
-// A Hugging Face GPT-2 checkpoint's tensors, as fp32 with their shapes checked. Names may
-// carry GPT2LMHeadModel's "transformer." prefix or not (GPT2Model saves them without).
+// A Hugging Face GPT-2 checkpoint's tensors, as fp32 with their shapes checked (the
+// library's reader, src/models). Names may carry GPT2LMHeadModel's "transformer." prefix or
+// not (GPT2Model saves them without).
 class Gpt2Checkpoint {
  public:
-  explicit Gpt2Checkpoint(const std::string& dir) : st_(dir), dir_(dir) {}
-  Tensor get(const std::string& name, const Dims& dims) const {
-    const std::string full = st_.contains("transformer." + name) ? "transformer." + name : name;
-    if (!st_.contains(full)) throw Error(dir_ + ": checkpoint has no tensor '" + name + "' (nor 'transformer." + name + "')");
-    const Tensor& t = st_.get(full);
-    if (t.dims() != dims)
-      throw Error(dir_ + ": tensor '" + full + "' is " + dims_str(t.dims()) + ", config.json implies " + dims_str(dims));
-    if (!is_float(t.dtype())) throw Error(dir_ + ": tensor '" + full + "' is " + dtype_name(t.dtype()) + ", not a float");
-    // A copy in any case: the engine owns its weights, the mapping goes when the build ends.
-    return t.dtype() == DType::F32 ? t.clone() : t.cast(DType::F32);
-  }
+  explicit Gpt2Checkpoint(const std::string& dir) : w_(dir, {"transformer.", ""}, DType::F32) {}
+  // A copy in any case: the engine owns its weights, the mapping goes when the build ends.
+  Tensor get(const std::string& name, const Dims& dims) const { return w_.full(name, dims); }
 
  private:
-  SafetensorsCheckpoint st_;
-  std::string dir_;
+  models::WeightReader w_;
 };
 
 // Columns [c0, c0 + n) of a [rows, cols] (or [cols] when rows is 0) fp32 tensor.
@@ -245,41 +236,26 @@ int64_t parse_int(const std::string& opt, const char* s, int64_t min) {
   return v;
 }
 
-// The shape of a Hugging Face GPT-2 from its config.json (GPT2Config).
+// The shape of a Hugging Face GPT-2 from its config.json (GPT2Config), as the library reads
+// it (src/models/hf_config.cpp), with what this example's graph does not do refused.
 void read_hf_config(Config& c) {
   const std::string path = c.checkpoint + "/config.json";
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": not valid JSON: " + e.what());
-  }
-  auto count = [&](const char* k) {
-    if (!j.contains(k) || !j[k].is_number_integer() || j[k].get<int64_t>() < 1)
-      throw Error(path + ": needs a positive integer '" + k + "'");
-    return j[k].get<int64_t>();
-  };
-  c.layers = count("n_layer");
-  c.hidden = count("n_embd");
-  c.heads = count("n_head");
-  c.vocab = count("vocab_size");
-  c.positions = count("n_positions");
-  if (j.contains("n_inner") && !j["n_inner"].is_null()) c.inner = count("n_inner");
-  if (!j.value("tie_word_embeddings", true))
+  models::DecoderConfig d = models::read_decoder_config(c.checkpoint);
+  if (d.family != "gpt2") throw Error(path + ": model_type '" + d.model_type + "' is not GPT-2");
+  c.layers = d.layers;
+  c.hidden = d.hidden;
+  c.heads = d.heads;
+  c.vocab = d.vocab;
+  c.positions = d.max_positions;
+  c.inner = d.inner;
+  c.layer_norm_eps = d.norm_eps;
+  if (!d.tie_word_embeddings)
     throw Error(path + ": tie_word_embeddings false is not supported (the LM head is the token embedding)");
-  if (j.contains("layer_norm_epsilon")) {
-    if (!j["layer_norm_epsilon"].is_number()) throw Error(path + ": layer_norm_epsilon is not a number");
-    c.layer_norm_eps = j["layer_norm_epsilon"].get<float>();
-  }
   // The graph's MLP uses the tanh GELU, which is what GPT-2's "gelu_new" is.
-  const std::string act = j.value("activation_function", std::string("gelu_new"));
-  if (act != "gelu_new" && act != "gelu_pytorch_tanh")
-    throw Error(path + ": activation_function '" + act + "' is not supported (only gelu_new, the tanh GELU)");
-  for (const char* k : {"scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"})
-    if (j.value(k, false)) throw Error(path + ": " + std::string(k) + " is not supported");
-  if (!j.value("scale_attn_weights", true)) throw Error(path + ": scale_attn_weights false is not supported");
+  if (d.activation != "gelu_new" && d.activation != "gelu_pytorch_tanh")
+    throw Error(path + ": activation_function '" + d.activation + "' is not supported (only gelu_new, the tanh GELU)");
+  if (d.scale_by_inverse_layer) throw Error(path + ": scale_attn_by_inverse_layer_idx is not supported");
+  if (d.attn_scale != 0.f) throw Error(path + ": scale_attn_weights false is not supported");
 }
 
 Config parse_args(int argc, char** argv, std::vector<Prompt>& prompts) {

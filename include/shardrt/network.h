@@ -59,6 +59,14 @@ class Network {
   ITensor attention(ITensor q, ITensor k, ITensor v, ITensor mask = {}, bool causal = false, float scale = 0.f,
                     const std::string& name = "");
   ITensor rotary(ITensor x, ITensor cos, ITensor sin, bool interleaved = false, const std::string& name = "");
+  // Decoder attention over a KV cache kept per execution context (shardrt.CachedAttention):
+  // qkv [B, S, (num_heads + 2·num_kv_heads)·head_dim] packed q|k|v heads, past_lens [B] int64
+  // (tokens already in each row's cache), inv_freq [R/2] fp32 for rotary on q and k (may be
+  // null: no rotary). Caches of [max_batch, num_kv_heads, max_seq, head_dim]; `layer` names
+  // the layer in messages and inspect. scale 0 means 1/sqrt(head_dim). Output [B, S, num_heads·head_dim].
+  ITensor cached_attention(ITensor qkv, ITensor past_lens, ITensor inv_freq, int64_t num_heads, int64_t num_kv_heads,
+                           int64_t head_dim, int64_t max_batch, int64_t max_seq, int64_t layer, float scale = 0.f,
+                           bool rotary_interleaved = false, const std::string& name = "");
   // Data movement.
   ITensor reshape(ITensor x, const Dims& shape, const std::string& name = "");  // 0 copies, -1 infers
   ITensor transpose(ITensor x, const std::vector<int64_t>& perm, const std::string& name = "");

@@ -10,6 +10,7 @@
 #include <optional>
 #include <random>
 
+#include "api/cli_generate.h"
 #include "api/cli_util.h"
 #include "build/multi_rank.h"
 #include "dist/bootstrap.h"
@@ -100,11 +101,11 @@ std::map<std::string, Tensor> read_inputs(const std::vector<std::string>& inputs
 // `run DIR` under mpirun: every rank runs its engine; rank 0 writes the outputs. Every rank
 // reports its own error, so a mismatched launch fails on all of them.
 int cmd_run_parallel(const std::string& dir, const std::vector<std::string>& inputs, const std::string& outdir,
-                     const std::string& mesh, const std::string& device) {
+                     const std::string& mesh, const std::string& device, bool check_numerics) {
   auto world = dist::communicator_from_env();
   std::optional<MeshShape> asked;
   if (!mesh.empty()) asked = parse_mesh(mesh);
-  auto outs = run_multi_rank(dir, read_inputs(inputs), *world, asked ? &*asked : nullptr, device);
+  auto outs = run_multi_rank(dir, read_inputs(inputs), *world, asked ? &*asked : nullptr, device, check_numerics);
   if (world->rank() != 0) return 0;
   fs::create_directories(outdir);
   for (auto& [name, t] : outs) {
@@ -116,10 +117,10 @@ int cmd_run_parallel(const std::string& dir, const std::vector<std::string>& inp
 }
 
 int cmd_run(const std::string& engine, const std::vector<std::string>& inputs, const std::string& outdir, bool skip_checksum,
-            const std::string& device) {
+            const std::string& device, bool check_numerics) {
   Engine e = Engine::load(engine, !skip_checksum);
   std::map<std::string, Tensor> ins = read_inputs(inputs);
-  ExecutionContext ctx(e, ContextOptions{device, nullptr});
+  ExecutionContext ctx(e, ContextOptions{device, nullptr, check_numerics});
   auto outs = ctx.run(ins);
   fs::create_directories(outdir);
   for (auto& [name, t] : outs) {
@@ -138,7 +139,7 @@ int cmd_inspect(const std::string& engine, bool json) {
 
 // Times execute() + synchronize() with the inputs set once (on CUDA: already on the GPU).
 int cmd_bench(const std::string& engine, const std::string& shapes, int iters, int warmup, double min_seconds,
-              bool profile, const std::string& device, bool json) {
+              bool profile, const std::string& device, bool json, bool check_numerics) {
   Engine e = Engine::load(engine);
   auto chosen = parse_shapes(shapes);
   std::map<std::string, Tensor> ins;
@@ -155,7 +156,7 @@ int cmd_bench(const std::string& engine, const std::string& shapes, int iters, i
       for (int64_t i = 0; i < t.numel(); ++i) t.set_f(i, nd(rng));
     ins[b.name] = t;
   }
-  ExecutionContext ctx(e, ContextOptions{device, nullptr});
+  ExecutionContext ctx(e, ContextOptions{device, nullptr, check_numerics});
   ctx.set_inputs(ins);
   auto once = [&] {
     ctx.execute();
@@ -227,6 +228,7 @@ int shardrt_cli_main(int argc, char** argv) {
   b->add_option("--dp", dp, "data-parallel size (the batch is split between dp groups)");
   b->add_option("--mesh", mesh, "dp x tp mesh, e.g. dp=2,tp=2");
   b->add_option("--tp-plan", tp_plan, "sharding plan: a JSON file, or auto");
+  auto run_llm_commands = add_generate_commands(app, b, {model, out, tp, dp, build_device});  // generate, tokenize
 
   auto* r = app.add_subcommand("run", "run an engine on .npy inputs, writing DIR/NAME.npy per output");
   r->add_option("engine", engine, "engine file")->required();
@@ -235,6 +237,8 @@ int shardrt_cli_main(int argc, char** argv) {
   r->add_flag("--skip-checksum", skip_checksum, "do not verify the engine's checksum (faster load)");
   r->add_option("--mesh", mesh, "with a per-rank engine folder: the mesh this launch expects (checked)");
   r->add_option("--device", run_device, "cpu or cuda (default: the engine's build setting)");
+  bool check_numerics = false;
+  r->add_flag("--check-numerics", check_numerics, "stop at the first node whose output holds NaN or Inf, naming it");
 
   auto* in = app.add_subcommand("inspect", "describe an engine: layers, fusions, memory plan, bindings");
   in->add_option("engine", engine, "engine file")->required();
@@ -249,6 +253,7 @@ int shardrt_cli_main(int argc, char** argv) {
   bool profile = false;
   be->add_flag("--profile", profile, "also print the time per layer and per op type");
   be->add_option("--device", run_device, "cpu or cuda (default: the engine's build setting)");
+  be->add_flag("--check-numerics", check_numerics, "scan every node's outputs for NaN/Inf (slow: a debugging mode)");
   be->add_flag("--json", json, "print {median_ms, mean_ms, min_ms, runs, device} as JSON on stdout");
 
   try {
@@ -257,15 +262,16 @@ int shardrt_cli_main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    if (auto rc = run_llm_commands()) return *rc;
     if (*b && (tp || dp || !mesh.empty() || !tp_plan.empty())) {
       if (!autocast.empty()) throw Error("--autocast is not supported with --tp/--dp/--mesh yet");
       return cmd_build_parallel(model, out, shapes, no_opt, disabled, tp, dp, mesh, tp_plan, build_device);
     }
     if (*b) return cmd_build(model, out, shapes, autocast, no_opt, verbose, disabled, build_device);
-    if (*r && fs::is_directory(engine)) return cmd_run_parallel(engine, inputs, outdir, mesh, run_device);
-    if (*r) return cmd_run(engine, inputs, outdir, skip_checksum, run_device);
+    if (*r && fs::is_directory(engine)) return cmd_run_parallel(engine, inputs, outdir, mesh, run_device, check_numerics);
+    if (*r) return cmd_run(engine, inputs, outdir, skip_checksum, run_device, check_numerics);
     if (*in) return cmd_inspect(engine, json);
-    if (*be) return cmd_bench(engine, shapes, iters, warmup, min_seconds, profile, run_device, json);
+    if (*be) return cmd_bench(engine, shapes, iters, warmup, min_seconds, profile, run_device, json, check_numerics);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shardrt: error: %s\n", e.what());
     return 1;

@@ -137,6 +137,22 @@ ITensor Network::rotary(ITensor x, ITensor c, ITensor s, bool inter, const std::
   a.i["interleaved"] = inter ? 1 : 0;
   return op("shardrt.Rotary", {x, c, s}, a, 1, n.empty() ? "rotary" : n)[0];
 }
+ITensor Network::cached_attention(ITensor qkv, ITensor past_lens, ITensor inv_freq, int64_t num_heads,
+                                  int64_t num_kv_heads, int64_t head_dim, int64_t max_batch, int64_t max_seq, int64_t layer,
+                                  float scale, bool rotary_interleaved, const std::string& n) {
+  Attrs a;
+  a.i["num_heads"] = num_heads;
+  a.i["num_kv_heads"] = num_kv_heads;
+  a.i["head_dim"] = head_dim;
+  a.i["max_batch"] = max_batch;
+  a.i["max_seq"] = max_seq;
+  a.i["layer"] = layer;
+  a.i["rotary_interleaved"] = rotary_interleaved ? 1 : 0;
+  a.f["scale"] = scale;
+  std::vector<ITensor> ins = {qkv, past_lens};
+  if (inv_freq) ins.push_back(inv_freq);
+  return op("shardrt.CachedAttention", ins, a, 1, n.empty() ? "cached_attention" : n)[0];
+}
 ITensor Network::reshape(ITensor x, const Dims& shape, const std::string& n) {
   std::string base = n.empty() ? "reshape" : n;
   return op("Reshape", {x, constant_i64(shape, base + "/shape")}, {}, 1, base)[0];

@@ -2,6 +2,7 @@
 #include <chrono>
 #include <ctime>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -12,10 +13,13 @@
 #include "backends/cuda/cuda_eval.h"
 #include "build/engine_file.h"
 #include "build/memory_plan.h"
+#include "ir/checked_size.h"
 #include "ir/op_schema.h"
+#include "ir/ops/ops.h"
 #include "onnx/importer.h"
 #include "passes/pass_manager.h"
 #include "runtime/exec_backend.h"
+#include "runtime/host_memory.h"
 #include "shardrt/network.h"
 
 namespace shardrt {
@@ -66,6 +70,29 @@ std::map<std::string, Dims> check_profiles(const Graph& g, const BuildConfig& cf
   return maxd;
 }
 
+// Whether a node is float math big enough that the sizing run should not compute it: every
+// output is floating point and the node reads or writes more than 64 Ki elements (shape
+// arithmetic is integer, and tiny float scalars are still computed).
+bool float_work(const std::vector<DType>& types, const std::vector<Dims>& dims, const std::vector<const Tensor*>& ins) {
+  if (types.empty()) return false;
+  int64_t elems = 0;
+  for (size_t o = 0; o < types.size(); ++o) {
+    if (!is_float(types[o])) return false;
+    elems += numel(dims[o]);
+  }
+  for (const Tensor* t : ins)
+    if (t) elems += t->numel();
+  return elems > (int64_t(1) << 16);
+}
+
+// A zero tensor whose pages are mapped only when touched.
+Tensor lazy_zeros(DType t, const Dims& d) {
+  size_t bytes = checked_nbytes(t, d, "tensor");
+  void* p = std::calloc(bytes ? bytes : 1, 1);
+  if (!p) throw std::bad_alloc();
+  return Tensor(t, d, p, std::shared_ptr<void>(p, [](void* q) { std::free(q); }));
+}
+
 // Runs the graph once on zero inputs of the largest profile shapes to learn every
 // intermediate's size (exact even where shapes come from data-independent shape math).
 // Returns false when the run is not possible (e.g. an op rejects zeros).
@@ -81,7 +108,21 @@ bool measure_sizes(const Graph& g, const std::map<std::string, Dims>& maxd, std:
       const Node& n = *g.nodes[i];
       std::vector<const Tensor*> ins;
       for (Value* v : n.inputs) ins.push_back(!v ? nullptr : v->constant ? v->constant.get() : &env.at(v));
-      auto outs = cpu::eval_node(n, ins);
+      std::vector<Tensor> outs;
+      const OpSchema* schema = find_schema(n.op);
+      std::vector<DType> types;
+      std::vector<Dims> dims;
+      cpu::infer_concrete(n, ins, types, dims);
+      if ((schema && schema->stateful) || float_work(types, dims, ins)) {
+        // The sizes come from the shape rule: kept state needs a context (and zeros may
+        // break its contract), and large float math (GEMMs, attention, norms at the
+        // largest profile shapes) would take minutes on the host for a big model while its
+        // values never decide a shape. Zero pages from calloc stand for the outputs: they
+        // cost no memory until something reads them.
+        for (size_t o = 0; o < types.size(); ++o) outs.push_back(lazy_zeros(types[o], dims[o]));
+      } else {
+        outs = cpu::eval_node(n, ins);
+      }
       for (size_t o = 0; o < n.outputs.size() && o < outs.size(); ++o) {
         if (!n.outputs[o]) continue;
         bytes[n.outputs[o]->name] = outs[o].nbytes();
@@ -141,9 +182,9 @@ std::vector<std::string> dims_strings(const Shape& s) {
   return r;
 }
 
-}  // namespace
-
-Engine build_engine_from_graph(Graph&& graph, const BuildConfig& cfg) {
+// The build; `stage` follows it so that running out of host memory can say where.
+Engine build_from_graph(Graph&& graph, const BuildConfig& cfg, std::string& stage) {
+  stage = "check";
   check_device_name(cfg.device, "BuildConfig::device");
   auto g = std::make_unique<Graph>(std::move(graph));
   infer_graph(*g);
@@ -163,6 +204,7 @@ Engine build_engine_from_graph(Graph&& graph, const BuildConfig& cfg) {
   po.optimize = cfg.optimize;
   po.disabled_passes = cfg.disabled_passes;
   po.verbose = cfg.verbose;
+  stage = "optimize";
   progress(cfg, "optimize", 0, 1);
   PassManager pm = default_pipeline(po);
   pm.run(*g);
@@ -178,6 +220,7 @@ Engine build_engine_from_graph(Graph&& graph, const BuildConfig& cfg) {
     if (!cpu::supports(*n)) missing += "\n  " + n->describe() + ": no CPU kernel";
   if (!missing.empty()) throw Error("the CPU backend cannot run this graph:" + missing);
 
+  stage = "plan memory";
   std::map<std::string, size_t> sizes;
   std::string why;
   if (!measure_sizes(*g, maxd, sizes, cfg, why)) {
@@ -203,14 +246,33 @@ Engine build_engine_from_graph(Graph&& graph, const BuildConfig& cfg) {
                        {"created", ts},
                        {"passes", pm.stats_report()}};
   e->graph = std::move(g);
+  stage = "tune (cuda)";
   if (cfg.device == "cuda" && cuda::device_available()) record_cuda_tactics(*e, cfg);
   progress(cfg, "done", 1, 1);
   return Engine(std::move(e));
 }
 
+}  // namespace
+
+Engine build_engine_from_graph(Graph&& graph, const BuildConfig& cfg) {
+  std::string stage;
+  try {
+    return build_from_graph(std::move(graph), cfg, stage);
+  } catch (const std::bad_alloc&) {
+    // Constant folding or the sizing run allocating beyond the machine (a pass that runs
+    // out names itself: see PassManager::run).
+    throw Error(host_oom_message("the build (stage '" + stage + "')"));
+  }
+}
+
 Engine build_engine_from_onnx(const std::string& path, const BuildConfig& cfg) {
   progress(cfg, "import", 0, 1);
-  Graph g = import_onnx_file(path);
+  Graph g;
+  try {
+    g = import_onnx_file(path);
+  } catch (const std::bad_alloc&) {
+    throw Error(host_oom_message("the import of '" + path + "' (its weights)"));
+  }
   progress(cfg, "import", 1, 1);
   return build_engine_from_graph(std::move(g), cfg);
 }
@@ -261,6 +323,8 @@ std::string Engine::inspect(bool as_json) const {
   j["memory"] = {{"arena_bytes", impl_->memory.arena_bytes}, {"planned_values", impl_->memory.slots.size()},
                  {"sum_of_slot_bytes", impl_->memory.unplanned_bytes_sum}, {"views", impl_->memory.aliases.size()},
                  {"weight_bytes", impl_->weight_bytes}};
+  const size_t kv_bytes = cached_attention_state_bytes(g);
+  j["kv_cache_bytes"] = kv_bytes;
   if (as_json) return j.dump(2);
   std::ostringstream o;
   o << "engine: " << g.name << " (device " << engine_device(*impl_) << ", autocast " << impl_->build_settings["autocast"] << ")\n";
@@ -291,6 +355,7 @@ std::string Engine::inspect(bool as_json) const {
   o << "\nmemory: arena " << impl_->memory.arena_bytes << " bytes for " << impl_->memory.slots.size()
     << " intermediates (" << impl_->memory.unplanned_bytes_sum << " bytes without sharing), "
     << impl_->memory.aliases.size() << " views; weights " << impl_->weight_bytes << " bytes\n";
+  if (kv_bytes) o << cached_attention_state_summary(g) << "\n";
   o << "passes:\n" << impl_->build_settings["passes"] << "\n";
   // Per-rank engines (build/multi_rank.cpp): placements, collectives with message sizes.
   if (impl_->build_settings.count("parallel"))

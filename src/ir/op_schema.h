@@ -50,6 +50,10 @@ struct OpSchema {
   // Whether output shapes depend on the values (not just shapes) of non-constant inputs:
   // such ops get a fresh allocation at run time instead of an arena slot when needed.
   bool data_dependent_shape = false;
+  // Whether the op keeps state across the runs of an execution context (the KV cache of
+  // shardrt.CachedAttention): such a node is never evaluated outside a context (the
+  // builder's sizing run takes its outputs' sizes from the shape rule alone).
+  bool stateful = false;
 };
 
 void register_schema(OpSchema s);

@@ -45,6 +45,16 @@ struct DecoderConfig {
   std::vector<int64_t> eos_token_ids;  // eos_token_id (int or list); generation_config.json's too
   int64_t bos_token_id = -1;
   DType dtype = DType::F32;  // torch_dtype / dtype of the checkpoint (fp32 when absent)
+
+  // Added by the loaders (all have transformers' defaults when config.json leaves them out):
+  std::string model_type;          // config.json's model_type as written ("gpt2", "llama", "mistral", "qwen2")
+  bool qkv_bias = false;           // q/k/v projections have biases (GPT-2, qwen2; Llama with attention_bias)
+  bool o_bias = false;             // the attention output projection has a bias (GPT-2; Llama attention_bias)
+  bool mlp_bias = false;           // the MLP projections have biases (GPT-2; Llama mlp_bias)
+  int64_t sliding_window = 0;      // mistral / qwen2 sliding-window attention width (0: none); the
+                                   // KV cache must then fit in the window (max_seq <= sliding_window)
+  float attn_scale = 0.f;          // softmax scale (0: 1/sqrt(head_dim)); GPT-2 scale_attn_weights false: 1
+  bool scale_by_inverse_layer = false;  // GPT-2 scale_attn_by_inverse_layer_idx: layer l's scale / (l + 1)
 };
 
 DecoderConfig read_decoder_config(const std::string& model_dir);
@@ -61,6 +71,9 @@ struct DecoderBuildOptions {
 // the LM head's vocabulary slices in shardrt.AllGather). Throws Error when a size does not
 // split (heads or KV heads not divisible by tp_size), naming it.
 Network build_decoder_network(const std::string& model_dir, const DecoderConfig& cfg, const DecoderBuildOptions& o);
+
+// The KV cache positions a build with `o` gets: o.max_seq, or min(max_positions, 4096) when 0.
+int64_t decoder_max_seq(const DecoderConfig& cfg, const DecoderBuildOptions& o);
 
 // Input profiles for BuildConfig::shapes: B in [1, max_batch], S in [1, max_seq].
 std::map<std::string, ShapeProfile> decoder_profiles(const DecoderBuildOptions& o, int64_t max_seq);

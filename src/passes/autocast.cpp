@@ -23,7 +23,8 @@
 //     unfused norm, Cast(positions) → Mul(inv_freq) → Cos/Sin) stays fp32 until it meets
 //     lowered data, where one Cast joins the two.
 //  Everything else with fp32 inputs or outputs is lowered. Inputs that ONNX requires in
-//  fp32 whatever the data type (Resize's roi and scales, Upsample's scales) stay fp32.
+//  fp32 whatever the data type (Resize's roi and scales, Upsample's scales, CachedAttention's
+//  InvFreq) stay fp32.
 //  Shape and Size read only dims and Cast reads any type: their inputs never get a Cast.
 #include <set>
 
@@ -45,6 +46,7 @@ const std::set<std::string> kTypeAgnosticInputs = {"Shape", "Size", "Cast"};
 bool must_stay_fp32(const Node& n, size_t i) {
   if (n.op == "Resize") return i == 1 || i == 2;
   if (n.op == "Upsample") return i == 1;
+  if (n.op == "shardrt.CachedAttention") return i == 2;  // InvFreq is fp32 whatever QKV is
   return false;
 }
 

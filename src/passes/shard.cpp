@@ -110,6 +110,12 @@ class Sharder {
     // are named after the input and would otherwise match its plan entry again.
     std::vector<Node*> order;
     for (auto& n : g_.nodes) if (!n->dead) order.push_back(n.get());
+    // A KV cache per rank has no placement rule: decoders come sharded per rank from
+    // their loader instead.
+    for (Node* n : order)
+      if (n->op == "shardrt.CachedAttention")
+        refuse(n, "graphs with a KV cache (shardrt.CachedAttention) are not sharded by a plan; build each rank's "
+                  "decoder already sharded (the checkpoint loader does so per rank)");
     for (Value* v : g_.inputs) {
       res_.global_dims[v->name] = dims_strs(v->shape);
       // prepare_input entries may name a graph input directly.

@@ -11,6 +11,7 @@ void register_all_kernels() {
   register_fused_attention_kernels();
   register_collective_kernels();
   register_fused_norm_kernels();
+  register_cached_attention_kernels();
 }
 
 }  // namespace shardrt::cpu

@@ -69,6 +69,7 @@ void register_fused_linear_kernels();
 void register_fused_attention_kernels();
 void register_collective_kernels();  // through KernelCtx::comm (kernels_collective.cpp)
 void register_fused_norm_kernels();  // shardrt.AddLayerNorm / AddRMSNorm (kernels_fused_norm.cpp)
+void register_cached_attention_kernels();  // shardrt.CachedAttention, through KernelCtx::state
 
 // Helpers for kernels: run `fn(begin, end)` over [0, n) split across the cores when n is
 // large enough to pay for it (grain: the smallest chunk worth a thread).

@@ -120,6 +120,11 @@ void attention_kernel(KernelCtx& c) {
 
 }  // namespace
 
-void register_attention_kernels() { register_kernel("shardrt.Attention", attention_kernel); }
+void register_cached_attention_kernel();  // kernels_attention_cached.cu
+
+void register_attention_kernels() {
+  register_kernel("shardrt.Attention", attention_kernel);
+  register_cached_attention_kernel();
+}
 
 }  // namespace shardrt::cuda

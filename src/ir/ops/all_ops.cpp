@@ -11,6 +11,7 @@ void register_all_op_schemas() {
   register_fused_attention_schemas();
   register_collective_schemas();
   register_fused_norm_schemas();
+  register_cached_attention_schemas();
 }
 
 }  // namespace shardrt

@@ -1,7 +1,11 @@
 // Registration of op schemas, one function per op family (each in its own file here).
 #pragma once
+#include <cstddef>
+#include <string>
 
 namespace shardrt {
+
+struct Graph;
 
 void register_all_op_schemas();  // ops/all_ops.cpp calls every family below
 
@@ -13,5 +17,12 @@ void register_fused_linear_schemas();     // shardrt.Linear, activations (Gelu/S
 void register_fused_attention_schemas();  // shardrt.Attention, norms, rotary
 void register_collective_schemas();       // shardrt.AllReduce/AllGather/ReduceScatter, Start forms, Wait
 void register_fused_norm_schemas();       // shardrt.AddLayerNorm / shardrt.AddRMSNorm (residual + norm)
+void register_cached_attention_schemas(); // shardrt.CachedAttention (stateful: KV cache per context)
+
+// The KV cache bytes that the graph's shardrt.CachedAttention nodes hold per execution
+// context (2 caches of [max_batch, Hkv, max_seq, D] in QKV's dtype per node), and a line
+// describing them for inspect ("" when there are none).
+size_t cached_attention_state_bytes(const Graph& g);
+std::string cached_attention_state_summary(const Graph& g);
 
 }  // namespace shardrt

@@ -1,0 +1,542 @@
+// shardrt.CachedAttention's split-K ("flash-decoding") kernel, built for the decode step
+// (S = 1) but correct for any S. One CTA of 128 threads per (batch row b, kv head g, key
+// split, query tile): it serves all the q heads of kv group g and the query tile's tokens
+// (a tile holds up to QT (token, head) rows), so each K/V row it loads serves all of them.
+//
+// - Lengths are read on the device (PastLens), so a captured decode step replays with new
+//   lengths: the split count is fixed by the shapes and the GPU; each CTA computes its key
+//   range [c0, c1) from the row's length, and CTAs past the length only report "empty".
+// - Keys stream through shared memory in tiles of 64 rows (cp.async, double-buffered).
+//   Scores: thread = key (two threads per key, each half of the rows); the softmax runs
+//   online per row in fp32 (exp2 domain); P·V: thread = (8-feature slice, key group).
+// - fused = 1 (decode): keys at positions >= PastLens[b] are this run's tokens: the CTA
+//   rotates them from QKV itself instead of reading the cache, and the CTAs share the
+//   cache writes of those tokens (nobody reads those cache rows in this launch), so a
+//   decode step is one launch.
+// - Each CTA writes its partial (row max, row sum, unnormalised output) to the workspace;
+//   the last CTA of a (b, g, tile) to finish (a counter, reset by that CTA) merges them
+//   into the output: no second launch.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "backends/cuda/attention_cached.cuh"
+
+namespace shardrt::cuda::cached {
+
+namespace {
+
+constexpr int kTK = 64;          // keys per tile
+constexpr int kThreads = 128;    // 4 warps
+constexpr int kMaxSplits = 64;   // combine weights live in shared memory: QT x 64
+
+struct Args {
+  Params p;
+  int dp;      // head size rounded up to 8
+  int ldk;     // shared row stride of K/V tiles in elements (dp + 16 bytes: conflict-free)
+  int nsplit, ntile, nrows;
+  int fused, vec, stages;
+  float* acc_part;  // [units * nsplit * QT][dp]
+  float* ml_part;   // [units * nsplit * QT][2] (max in the exp2 domain, sum)
+  int* counters;    // [units], units = B * Hkv * ntile
+};
+
+__device__ __forceinline__ float neg_inf() { return -__int_as_float(0x7f800000); }
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16-byte global->shared copy; valid == false zero-fills and reads nothing.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  const int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// 8 consecutive elements (16-byte aligned for 2-byte types, 32 for fp32) as floats.
+__device__ __forceinline__ void ld8(const float* p, float (&f)[8]) {
+  const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+__device__ __forceinline__ void ld8(const __half* p, float (&f)[8]) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __half22float2(h[i]);
+    f[2 * i] = v.x;
+    f[2 * i + 1] = v.y;
+  }
+}
+__device__ __forceinline__ void ld8(const __nv_bfloat16* p, float (&f)[8]) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __bfloat1622float2(h[i]);
+    f[2 * i] = v.x;
+    f[2 * i + 1] = v.y;
+  }
+}
+// 8 floats rounded to T, stored at a 16-byte aligned (32 for fp32) global address.
+__device__ __forceinline__ void st8(float* p, const float (&f)[8]) {
+  reinterpret_cast<float4*>(p)[0] = make_float4(f[0], f[1], f[2], f[3]);
+  reinterpret_cast<float4*>(p)[1] = make_float4(f[4], f[5], f[6], f[7]);
+}
+__device__ __forceinline__ void st8(__half* p, const float (&f)[8]) {
+  uint4 u;
+  __half2* h = reinterpret_cast<__half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) h[i] = __floats2half2_rn(f[2 * i], f[2 * i + 1]);
+  *reinterpret_cast<uint4*>(p) = u;
+}
+__device__ __forceinline__ void st8(__nv_bfloat16* p, const float (&f)[8]) {
+  uint4 u;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+  *reinterpret_cast<uint4*>(p) = u;
+}
+
+// Shared memory, in bytes from the start (every region 16-byte aligned):
+//   [0, region0)   K tiles (stages x 64 x ldk T), V tiles (same); after the key loop the
+//                  same bytes hold the cross-group reduction of the accumulators
+//   sQ             QT x dp floats: the tile's q rows, rotated, times scale·log2(e)
+//   sP             64 x QT floats: this tile's probabilities, [key][row]
+//   sMax           2 x QT floats: per key half-tile row maxima
+//   sL             4 x 4 floats: per warp row sums
+//   sW             QT x kMaxSplits floats: combine weights
+//   sFlag          16 bytes: "this CTA merges"
+struct Layout {
+  size_t kv, region0, q, pr, mx, l, w, flag, total;
+};
+__host__ __device__ inline size_t align16(size_t x) { return (x + 15) / 16 * 16; }
+__host__ __device__ inline Layout layout(int qt, int dp, int ldk, size_t tsize, int stages) {
+  Layout L{};
+  L.kv = size_t(stages) * kTK * ldk * tsize;  // one of K or V
+  const int ns = dp / 8, kg = kThreads / ns;
+  const size_t red = size_t(kg) * qt * dp * 4;
+  L.region0 = align16(2 * L.kv > red ? 2 * L.kv : red);
+  L.q = L.region0;
+  L.pr = L.q + align16(size_t(qt) * dp * 4);
+  L.mx = L.pr + align16(size_t(kTK) * qt * 4);
+  L.l = L.mx + align16(size_t(2) * qt * 4);
+  L.w = L.l + align16(16 * 4);
+  L.flag = L.w + align16(size_t(qt) * kMaxSplits * 4);
+  L.total = L.flag + 16;
+  return L;
+}
+
+template <class T, int QT>
+__global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
+  constexpr int QTH = (QT + 1) / 2;  // rows per thread in the score phase (rows rh, rh + 2, ...)
+  extern __shared__ __align__(16) unsigned char smem[];
+  const Params& p = a.p;
+  const Layout lay = layout(QT, a.dp, a.ldk, sizeof(T), a.stages);
+  T* sK = reinterpret_cast<T*>(smem);
+  T* sV = reinterpret_cast<T*>(smem + lay.kv);
+  float* sRed = reinterpret_cast<float*>(smem);
+  float* sQ = reinterpret_cast<float*>(smem + lay.q);
+  float* sP = reinterpret_cast<float*>(smem + lay.pr);
+  float* sMax = reinterpret_cast<float*>(smem + lay.mx);
+  float* sL = reinterpret_cast<float*>(smem + lay.l);
+  float* sW = reinterpret_cast<float*>(smem + lay.w);
+  int* sFlag = reinterpret_cast<int*>(smem + lay.flag);
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int bg = blockIdx.x, split = blockIdx.y, qt = blockIdx.z;
+  const int b = bg / p.Hkv, g = bg % p.Hkv;
+  const int D = p.D, dp = a.dp, ldk = a.ldk;
+  const int64_t W = int64_t(p.Hq + 2 * p.Hkv) * D;  // QKV row width
+  const T* qkv = static_cast<const T*>(p.qkv);
+  T* kc = static_cast<T*>(p.kc);
+  T* vc = static_cast<T*>(p.vc);
+  const int64_t crow0 = (int64_t(b) * p.Hkv + g) * p.max_seq;  // cache row of position 0
+  const int64_t praw = p.past[b];
+  // Lengths are clamped so that bad ones (the CPU kernel refuses them) never touch memory
+  // outside the cache or QKV.
+  const int64_t peff = praw < 0 ? 0 : (praw > p.max_seq ? int64_t(p.max_seq) : praw);
+
+  // ---- this CTA's share of the cache writes (fused) ----
+  if (a.fused) {
+    const int writers = a.nsplit * a.ntile, me = qt * a.nsplit + split;
+    for (int s = me; s < p.S; s += writers) {
+      const int64_t pos = praw + s;
+      if (pos < 0 || pos >= p.max_seq) continue;
+      const T* xk = qkv + (int64_t(b) * p.S + s) * W + int64_t(p.Hq + g) * D;
+      const T* xv = xk + int64_t(p.Hkv) * D;
+      T* dk = kc + (crow0 + pos) * D;
+      T* dv = vc + (crow0 + pos) * D;
+      for (int d = tid; d < D; d += kThreads) {
+        dk[d] = from_f<T>(rotated(xk, d, p.half, p.interleaved, p.inv_freq, float(pos)));
+        dv[d] = xv[d];
+      }
+    }
+  }
+
+  // ---- the query tile: rows (token s, head g*G + hh), row = s * G + hh ----
+  const int row0 = qt * QT;
+  const int nq = min(QT, a.nrows - row0);
+  const int s_last = (row0 + nq - 1) / p.G;
+  // Row r sees keys j <= min(peff + s_r, max_seq - 1); the tile's last row sees the most.
+  const int64_t L = min(peff + s_last + 1, int64_t(p.max_seq));
+  int64_t chunk = (L + a.nsplit - 1) / a.nsplit;
+  chunk = chunk > kTK ? (chunk + kTK - 1) / kTK * kTK : (chunk + 15) / 16 * 16;
+  const int64_t c0 = int64_t(split) * chunk;
+  const int64_t c1 = min(c0 + chunk, L);
+  const int ntl = c0 < c1 ? int((c1 - c0 + kTK - 1) / kTK) : 0;
+  // Keys below `pread` come from the cache; from it on (fused only), from QKV.
+  const int64_t pread = a.fused ? peff : L;
+
+  for (int e = tid; e < QT * dp; e += kThreads) {
+    const int r = e / dp, d = e % dp;
+    float v = 0.f;
+    if (r < nq && d < D) {
+      const int row = row0 + r, s = row / p.G, h = g * p.G + row % p.G;
+      const T* x = qkv + (int64_t(b) * p.S + s) * W + int64_t(h) * D;
+      // The op rounds rotated q to the dtype before the scores.
+      v = to_f(from_f<T>(rotated(x, d, p.half, p.interleaved, p.inv_freq, float(praw + s)))) * p.scale_log2;
+    }
+    sQ[e] = v;
+  }
+
+  // Tile loader: cache rows by cp.async (zeros past c1), this run's tokens from QKV.
+  auto load_tile = [&](int64_t t0, int buf) {
+    T* dK = sK + size_t(buf) * kTK * ldk;
+    T* dV = sV + size_t(buf) * kTK * ldk;
+    if (a.vec) {
+      const int ch = dp / 8;  // 16-byte chunks per row (fp32: 8 floats = two chunks, below)
+      for (int c = tid; c < kTK * ch; c += kThreads) {
+        const int r = c / ch, cc = c % ch;
+        const int64_t j = t0 + r;
+        if (j < c1 && j >= pread) continue;  // this run's token: below
+        const bool valid = j < c1;
+        const T* gk = valid ? kc + (crow0 + j) * D + cc * 8 : kc;
+        const T* gv = valid ? vc + (crow0 + j) * D + cc * 8 : vc;
+        T* sk = dK + r * ldk + cc * 8;
+        T* sv = dV + r * ldk + cc * 8;
+        cp_async16(sk, gk, valid);
+        cp_async16(sv, gv, valid);
+        if (sizeof(T) == 4) {  // 8 floats are 32 bytes
+          cp_async16(sk + 4, valid ? gk + 4 : gk, valid);
+          cp_async16(sv + 4, valid ? gv + 4 : gv, valid);
+        }
+      }
+    } else {
+      for (int e = tid; e < kTK * dp; e += kThreads) {
+        const int r = e / dp, d = e % dp;
+        const int64_t j = t0 + r;
+        if (j < c1 && j >= pread) continue;
+        T kv = from_f<T>(0.f), vv = from_f<T>(0.f);
+        if (j < c1 && d < D) {
+          kv = kc[(crow0 + j) * D + d];
+          vv = vc[(crow0 + j) * D + d];
+        }
+        dK[r * ldk + d] = kv;
+        dV[r * ldk + d] = vv;
+      }
+    }
+    const int64_t f0 = max(t0, pread), f1 = min(t0 + kTK, c1);
+    for (int64_t e = tid; e < (f1 - f0) * dp; e += kThreads) {
+      const int64_t j = f0 + e / dp;
+      const int d = int(e % dp), r = int(j - t0);
+      const int s = int(j - peff);  // 0 <= s < S: j < L <= peff + S
+      float kf = 0.f, vf = 0.f;
+      if (d < D) {
+        const T* xk = qkv + (int64_t(b) * p.S + s) * W + int64_t(p.Hq + g) * D;
+        kf = rotated(xk, d, p.half, p.interleaved, p.inv_freq, float(j));
+        vf = to_f(xk[int64_t(p.Hkv) * D + d]);
+      }
+      dK[r * ldk + d] = from_f<T>(kf);
+      dV[r * ldk + d] = from_f<T>(vf);
+    }
+  };
+
+  // Score phase mapping: key kk of the tile, rows rh, rh + 2, ...
+  const int kk = tid & (kTK - 1), rh = tid >> 6;
+  // P·V mapping: feature slice vsl (8 features), key group vkg (keys vkg, vkg + KG, ...).
+  const int ns = dp / 8, KG = kThreads / ns;
+  const int vsl = tid % ns, vkg = tid / ns;
+  const bool vact = vkg < KG;
+
+  float m[QT], acc[QT][8], lpart[QTH];
+#pragma unroll
+  for (int r = 0; r < QT; ++r) {
+    m[r] = neg_inf();
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[r][e] = 0.f;
+  }
+#pragma unroll
+  for (int i = 0; i < QTH; ++i) lpart[i] = 0.f;
+
+  if (ntl > 0) load_tile(c0, 0);
+  cp_async_commit();
+  for (int it = 0; it < ntl; ++it) {
+    const int buf = a.stages == 2 ? (it & 1) : 0;
+    const int64_t t0 = c0 + int64_t(it) * kTK;
+    if (a.stages == 2 && it + 1 < ntl) load_tile(t0 + kTK, buf ^ 1);
+    cp_async_commit();
+    if (a.stages == 2) cp_async_wait<1>();  // all but the newest group: tile `it` landed
+    else cp_async_wait<0>();
+    __syncthreads();
+    const T* tK = sK + size_t(buf) * kTK * ldk;
+    const T* tV = sV + size_t(buf) * kTK * ldk;
+
+    // Scores of key kk for rows rh + 2i.
+    float sc[QTH];
+#pragma unroll
+    for (int i = 0; i < QTH; ++i) sc[i] = 0.f;
+    {
+      const T* kr = tK + kk * ldk;
+      for (int d = 0; d < dp; d += 8) {
+        float kf[8];
+        ld8(kr + d, kf);
+#pragma unroll
+        for (int i = 0; i < QTH; ++i) {
+          const int r = rh + 2 * i;
+          if (r < QT) {
+            float q8[8];
+            ld8(sQ + r * dp + d, q8);
+            float s = sc[i];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) s = fmaf(q8[e], kf[e], s);
+            sc[i] = s;
+          }
+        }
+      }
+    }
+    const int64_t j = t0 + kk;
+#pragma unroll
+    for (int i = 0; i < QTH; ++i) {
+      const int r = rh + 2 * i;
+      const int64_t lim = min(peff + (row0 + r) / p.G, int64_t(p.max_seq) - 1);
+      if (r >= nq || j >= c1 || j > lim) sc[i] = neg_inf();
+      float mx = sc[i];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      if (lane == 0 && r < QT) sMax[(warp & 1) * QT + r] = mx;
+    }
+    __syncthreads();
+    float alpha[QT], base[QT];
+#pragma unroll
+    for (int r = 0; r < QT; ++r) {
+      const float mnew = fmaxf(m[r], fmaxf(sMax[r], sMax[QT + r]));
+      // A row with nothing visible yet keeps max -inf; subtracting 0 keeps exp2 at 0, not NaN.
+      base[r] = mnew == neg_inf() ? 0.f : mnew;
+      alpha[r] = exp2f(m[r] - base[r]);
+      m[r] = mnew;
+    }
+#pragma unroll
+    for (int i = 0; i < QTH; ++i) {
+      if (rh + 2 * i < QT) {
+        // rh is 0 or 1: select with constant indices (no local-memory indexing).
+        const float bs = rh ? base[(2 * i + 1) % QT] : base[2 * i];
+        const float al = rh ? alpha[(2 * i + 1) % QT] : alpha[2 * i];
+        const float pr = exp2f(sc[i] - bs);  // 0 for masked keys
+        sP[kk * QT + rh + 2 * i] = pr;
+        lpart[i] = lpart[i] * al + pr;
+      }
+    }
+    __syncthreads();
+
+    // acc[r][:] = acc[r][:] * alpha[r] + sum over this thread's keys of p[key][r] * V[key][slice].
+    if (vact) {
+#pragma unroll
+      for (int r = 0; r < QT; ++r)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[r][e] *= alpha[r];
+      const int nvalid = int(min(int64_t(kTK), c1 - t0));
+      for (int key = vkg; key < nvalid; key += KG) {
+        float v8[8];
+        ld8(tV + key * ldk + vsl * 8, v8);
+        const float* pk = sP + key * QT;
+#pragma unroll
+        for (int r = 0; r < QT; ++r) {
+          const float pr = pk[r];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[r][e] = fmaf(pr, v8[e], acc[r][e]);
+        }
+      }
+    }
+    __syncthreads();  // every reader of this buffer is done before it is refilled
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // ---- reduce across key groups and threads; write this CTA's partial ----
+  if (vact) {
+#pragma unroll
+    for (int r = 0; r < QT; ++r)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) sRed[(vkg * QT + r) * dp + vsl * 8 + e] = acc[r][e];
+  }
+#pragma unroll
+  for (int i = 0; i < QTH; ++i) {
+    float l = lpart[i];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    if (lane == 0) sL[warp * 4 + i] = l;  // QTH <= 4
+  }
+  __syncthreads();
+  const int64_t unit = int64_t(bg) * a.ntile + qt;
+  const int64_t prow0 = (unit * a.nsplit + split) * QT;  // this CTA's partial rows
+  for (int e = tid; e < nq * dp; e += kThreads) {
+    const int r = e / dp, d = e % dp;
+    float sum = 0.f;
+    for (int k = 0; k < KG; ++k) sum += sRed[(k * QT + r) * dp + d];
+    a.acc_part[(prow0 + r) * dp + d] = sum;
+  }
+  if (tid < nq) {
+    const int r = tid, i = r >> 1, w0 = (r & 1) * 2;  // rows of parity r&1 live in warps w0, w0+1
+    float mr = m[0];
+#pragma unroll
+    for (int q = 1; q < QT; ++q)
+      if (q == r) mr = m[q];
+    a.ml_part[(prow0 + r) * 2] = mr;
+    a.ml_part[(prow0 + r) * 2 + 1] = sL[w0 * 4 + i] + sL[(w0 + 1) * 4 + i];
+  }
+
+  // ---- the last CTA of this (b, g, tile) merges the splits ----
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    const int prev = atomicAdd(a.counters + unit, 1);
+    *sFlag = prev == a.nsplit - 1;
+  }
+  __syncthreads();
+  if (!*sFlag) return;
+  __threadfence();
+  const int64_t urow0 = unit * a.nsplit * QT;  // partial rows of split 0
+  if (tid < nq) {
+    const int r = tid;
+    float M = neg_inf();
+    for (int sp = 0; sp < a.nsplit; ++sp) M = fmaxf(M, __ldcg(a.ml_part + (urow0 + sp * QT + r) * 2));
+    float Lsum = 0.f;
+    for (int sp = 0; sp < a.nsplit; ++sp) {
+      const float ms = __ldcg(a.ml_part + (urow0 + sp * QT + r) * 2);
+      const float w = ms == neg_inf() ? 0.f : exp2f(ms - M);
+      sW[r * kMaxSplits + sp] = w;
+      Lsum += w * __ldcg(a.ml_part + (urow0 + sp * QT + r) * 2 + 1);
+    }
+    const float inv = Lsum > 0.f ? 1.f / Lsum : 0.f;  // a row that saw nothing gives zeros
+    for (int sp = 0; sp < a.nsplit; ++sp) sW[r * kMaxSplits + sp] *= inv;
+  }
+  __syncthreads();
+  T* out = static_cast<T*>(p.out);
+  const int ch = dp / 8;
+  for (int e = tid; e < nq * ch; e += kThreads) {
+    const int r = e / ch, c = e % ch;
+    float o[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for (int sp = 0; sp < a.nsplit; ++sp) {
+      const float w = sW[r * kMaxSplits + sp];
+      if (w == 0.f) continue;  // empty split: its accumulator is not to be read
+      const float4* src = reinterpret_cast<const float4*>(a.acc_part + (urow0 + sp * QT + r) * dp + c * 8);
+      const float4 x0 = __ldcg(src), x1 = __ldcg(src + 1);
+      o[0] += w * x0.x; o[1] += w * x0.y; o[2] += w * x0.z; o[3] += w * x0.w;
+      o[4] += w * x1.x; o[5] += w * x1.y; o[6] += w * x1.z; o[7] += w * x1.w;
+    }
+    const int row = row0 + r, s = row / p.G, h = g * p.G + row % p.G;
+    T* dst = out + (int64_t(b) * p.S + s) * (int64_t(p.Hq) * D) + int64_t(h) * D + c * 8;
+    if (a.vec) {
+      st8(dst, o);
+    } else {
+      for (int k = 0; k < 8 && c * 8 + k < D; ++k) dst[k] = from_f<T>(o[k]);
+    }
+  }
+  if (tid == 0) a.counters[unit] = 0;  // ready for the next launch (a replayed graph too)
+}
+
+template <class T, int QT>
+void launch_qt(const Args& a, dim3 grid, size_t smem, cudaStream_t st) {
+  // Opt in to more than 48 KiB of dynamic shared memory, once per device (the eager run
+  // that precedes every capture makes the call; capture makes none).
+  static std::atomic<uint64_t> opted{0};
+  int dev = 0;
+  SHARDRT_CUDA_CHECK(cudaGetDevice(&dev));
+  const uint64_t bit = dev >= 0 && dev < 64 ? uint64_t(1) << dev : 0;
+  if (smem > 48 * 1024 && (!bit || !(opted.load() & bit))) {
+    int optin = 0;
+    SHARDRT_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    SHARDRT_CUDA_CHECK(cudaFuncSetAttribute(decode_kernel<T, QT>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+    opted.fetch_or(bit);
+  }
+  decode_kernel<T, QT><<<grid, kThreads, smem, st>>>(a);
+  SHARDRT_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T>
+void launch_typed(const Args& a, int qt, dim3 grid, size_t smem, cudaStream_t st) {
+  switch (qt) {
+    case 1: launch_qt<T, 1>(a, grid, smem, st); break;
+    case 2: launch_qt<T, 2>(a, grid, smem, st); break;
+    case 4: launch_qt<T, 4>(a, grid, smem, st); break;
+    default: launch_qt<T, 8>(a, grid, smem, st); break;
+  }
+}
+
+bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
+
+}  // namespace
+
+DecodePlan plan_decode(const Params& p, DType t, const cudaDeviceProp& props) {
+  DecodePlan pl;
+  const size_t tsize = dtype_size(t);
+  const int64_t nrows = int64_t(p.G) * p.S;
+  pl.qt = nrows >= 5 ? 8 : nrows >= 3 ? 4 : nrows == 2 ? 2 : 1;
+  pl.ntile = int((nrows + pl.qt - 1) / pl.qt);
+  pl.dp = (p.D + 7) / 8 * 8;
+  if (pl.dp / 8 > kThreads) return pl;  // head sizes above 1024: no plan (smem = 0)
+  // 16-byte accesses need head rows that are whole 16-byte chunks (8 features) at aligned
+  // addresses: the caches come from cudaMalloc (256-aligned); QKV and the output are checked.
+  pl.vec = p.D % 8 == 0 && aligned16(p.qkv) && aligned16(p.out) && aligned16(p.kc) && aligned16(p.vc);
+  const int ldk = pl.dp + int(16 / tsize);
+  const size_t optin = size_t(props.sharedMemPerBlockOptin);
+  pl.stages = 2;
+  size_t smem = layout(pl.qt, pl.dp, ldk, tsize, 2).total;
+  if (smem > optin) {
+    pl.stages = 1;
+    smem = layout(pl.qt, pl.dp, ldk, tsize, 1).total;
+    if (smem > optin) return pl;
+  }
+  // Splits: enough CTAs to give every SM several (8 per SM over the whole grid), but at
+  // least 32 cache positions per split and at most kMaxSplits; depends on the shapes and
+  // the GPU only, so a captured graph replays with any lengths.
+  const int64_t units = int64_t(p.B) * p.Hkv * pl.ntile;
+  const int64_t target = int64_t(std::max(props.multiProcessorCount, 1)) * 8;
+  int64_t ns = (target + units - 1) / units;
+  ns = std::min<int64_t>(ns, kMaxSplits);
+  ns = std::min<int64_t>(ns, (int64_t(p.max_seq) + 31) / 32);
+  pl.nsplit = int(std::max<int64_t>(ns, 1));
+  pl.ws_floats = size_t(units) * pl.nsplit * pl.qt * (pl.dp + 2);
+  pl.counters = units;
+  pl.smem = smem;
+  return pl;
+}
+
+void launch_decode(const Params& p, DType t, const DecodePlan& pl, int fused, float* ws, int* counters,
+                   cudaStream_t s) {
+  Args a;
+  a.p = p;
+  a.dp = pl.dp;
+  a.ldk = pl.dp + int(16 / dtype_size(t));
+  a.nsplit = pl.nsplit;
+  a.ntile = pl.ntile;
+  a.nrows = p.G * p.S;
+  a.fused = fused;
+  a.vec = pl.vec;
+  a.stages = pl.stages;
+  const size_t units = size_t(p.B) * p.Hkv * pl.ntile;
+  a.acc_part = ws;
+  a.ml_part = ws + units * pl.nsplit * pl.qt * pl.dp;
+  a.counters = counters;
+  const dim3 grid(unsigned(int64_t(p.B) * p.Hkv), unsigned(pl.nsplit), unsigned(pl.ntile));
+  switch (t) {
+    case DType::F32: launch_typed<float>(a, pl.qt, grid, pl.smem, s); break;
+    case DType::F16: launch_typed<__half>(a, pl.qt, grid, pl.smem, s); break;
+    case DType::BF16: launch_typed<__nv_bfloat16>(a, pl.qt, grid, pl.smem, s); break;
+    default: throw Error(std::string("internal: cached attention decode got dtype ") + dtype_name(t));
+  }
+}
+
+}  // namespace shardrt::cuda::cached
