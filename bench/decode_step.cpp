@@ -82,7 +82,7 @@ size_t step_cache_bytes(const Graph& g, int64_t batch, int64_t len) {
   for (auto& n : g.nodes) {
     if (n->op != "shardrt.CachedAttention") continue;
     int64_t hkv = n->attr_i("num_kv_heads", 0), d = n->attr_i("head_dim", 0);
-    bytes += size_t(2 * batch * hkv * len * d) * dtype_size(n->inputs[0]->type);
+    bytes += size_t(2 * batch * hkv * len * d) * dtype_size(n->inputs[0]->dtype);
   }
   return bytes;
 }

@@ -9,6 +9,7 @@
 #include "backends/cuda/gemm_epilogue.h"
 #include "backends/cuda/gemm_int.h"
 #include "backends/cuda/gemm_lt.h"
+#include "backends/cuda/gemv.h"
 
 namespace shardrt::cuda {
 
@@ -154,6 +155,11 @@ void row_gemm(KernelCtx& c, const RowGemm& g) {
     if (g.bias || g.act != Act::None) bias_act(c, g.dt, g.y, g.N, g.y, g.M, g.N, g.bias, g.act);
     return;
   }
+  // Decode-sized row counts with a [N, K] weight: our GEMV streams the weight across every
+  // SM (cuBLASLt tiles a narrow output over a few of them).
+  if (g.trans_w && g.M <= kGemvMaxRows && gemv_enabled() &&
+      launch_gemv(g.dt, g.M, g.N, g.K, g.x, g.w, g.bias, g.act, g.y, c.stream()))
+    return;
   GemmState& st = state(c);
   // Only where padding costs little (N >= 512: at most 12% more columns).
   if (g.w_const && (g.N * int64_t(es)) % 16 != 0 && g.N >= 512 && padded_linear(c, st, g)) return;

@@ -2,6 +2,7 @@
 // Memory-bound: each thread writes 16 bytes per step where the output is 16-byte aligned,
 // in a grid-stride loop sized to the SMs.
 #include "backends/cuda/gemm_epilogue.h"
+#include "backends/cuda/gemm_act.cuh"
 
 #include <algorithm>
 
@@ -19,27 +20,6 @@ __device__ inline float cvt_in(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ inline double cvt_in(double v) { return v; }
 template <class T> __device__ inline T cvt_out(typename AccT<T>::type v) { return from_f<T>(v); }
 template <> __device__ inline double cvt_out<double>(double v) { return v; }
-
-__device__ inline float erfc_(float x) { return erfcf(x); }
-__device__ inline double erfc_(double x) { return erfc(x); }
-__device__ inline float exp_(float x) { return expf(x); }
-__device__ inline double exp_(double x) { return exp(x); }
-
-template <class A>
-__device__ inline A act_fn(int act, A x) {
-  switch (act) {
-    case int(Act::Relu): return x > A(0) ? x : A(0);
-    // 0.5·x·(1 + erf(x/√2)) written with erfc so the negative tail keeps its relative accuracy.
-    case int(Act::Gelu): return A(0.5) * x * erfc_(-x * A(0.70710678118654752440));
-    case int(Act::GeluTanh): {
-      // 0.5x(1 + tanh(u)) == x·sigmoid(2u): no cancellation for negative x.
-      const A u = A(0.79788456080286535588) * (x + A(0.044715) * x * x * x);
-      return x / (A(1) + exp_(A(-2) * u));
-    }
-    case int(Act::Silu): return x / (A(1) + exp_(-x));
-    default: return x;
-  }
-}
 
 template <class T, int V>
 struct alignas(sizeof(T) * V) Vec {

@@ -151,6 +151,22 @@ TEST(CudaGemm, LinearActivationsLayoutsBias) {
           for (const char* act : {"none", "relu", "gelu", "gelu_tanh", "silu"}) run_linear(t, lc, tb, bias, act, seed += 3);
 }
 
+// The decode GEMV (gemv.cu) takes trans_b 1 with at most 4 rows of X whose rows are
+// 16-byte aligned: 1 to 4 rows (3-D X too), N odd and below a warp's 2 outputs, K a single
+// vector up to several per lane (K = 4104: 513 fp16 vectors, a partial unrolled step);
+// with K·bytes not a multiple of 16 it must leave the case to cuBLASLt. Same tolerances as
+// the other Linear cases (fp32 accumulation over K in another order).
+TEST(CudaGemm, LinearDecodeRowsGemv) {
+  if (!shardrt::cuda::device_available()) GTEST_SKIP() << "no GPU";
+  const std::vector<LinCase> cases = {{{1, 8}, 1},        {{1, 64}, 3},     {{2, 768}, 2305}, {{3, 1, 96}, 77},
+                                      {{4, 4104}, 129},   {{1, 1, 3072}, 768}, {{2, 12}, 9}};
+  uint32_t seed = 500;
+  for (DType t : {DType::F32, DType::F16, DType::BF16})
+    for (const LinCase& lc : cases)
+      for (bool bias : {false, true})
+        for (const char* act : {"none", "relu", "gelu", "gelu_tanh", "silu"}) run_linear(t, lc, 1, bias, act, seed += 3);
+}
+
 TEST(CudaGemm, LinearFp64AndLargeK) {
   if (!shardrt::cuda::device_available()) GTEST_SKIP() << "no GPU";
   // fp64: cuBLASLt may lack the epilogues there; the kernel then applies bias/activation itself.

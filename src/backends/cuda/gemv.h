@@ -1,0 +1,20 @@
+// The decode GEMV (gemv.cu): shardrt.Linear with a [N, K] weight (trans_b 1) for at most
+// kGemvMaxRows rows of X, bias and activation fused. SHARDRT_GEMV=0 sends those shapes to
+// cuBLASLt instead (for comparison).
+#pragma once
+#include "backends/cuda/cuda_common.h"
+#include "backends/cuda/gemm_epilogue.h"
+
+namespace shardrt::cuda::gemm {
+
+inline constexpr int64_t kGemvMaxRows = 4;
+
+bool gemv_enabled();
+
+// Y[M, N] = act(X[M, K] · W[N, K]^T + bias) on `s`; bias may be null. Returns false,
+// launching nothing, when the case is not one it handles (dtype other than fp32/fp16/bf16,
+// M > kGemvMaxRows, rows of X or W not 16-byte aligned).
+bool launch_gemv(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act,
+                 void* y, cudaStream_t s);
+
+}  // namespace shardrt::cuda::gemm
