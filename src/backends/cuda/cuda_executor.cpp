@@ -373,8 +373,13 @@ class CudaBackend final : public ExecBackend {
   void note_not_captured(Sig& S, const std::string& why) {
     if (S.logged) return;
     S.logged = true;
-    std::fprintf(stderr, "shardrt: input shapes %s run without a CUDA graph: %s\n", S.label.c_str(), why.c_str());
+    // Said once per reason: a decoder's prefill has a new signature per prompt length.
+    if (!noted_reasons.insert(why).second) return;
+    std::fprintf(stderr, "shardrt: input shapes %s run without a CUDA graph: %s (said once for this reason)\n",
+                 S.label.c_str(), why.c_str());
   }
+
+  std::set<std::string> noted_reasons;  // reasons already printed by note_not_captured
 
   void mark_not_capturable(Sig& S, const std::string& why) {
     if (!S.capturable) return;
