@@ -61,7 +61,8 @@ struct DecoderInputs {
 };
 DecoderInputs decoder_inputs(Network& net);
 
-// positions[b, s] = past_lens[b] + s, [B, S] int64 (Shape → Gather → Range, Unsqueeze, Add).
+// positions[b, s] = past_lens[b] + s, [B, S] int64 (Shape → Gather → Range, Unsqueeze, Add, then a Reshape to
+// input_ids' shape so that the positions carry its symbolic dims).
 ITensor decoder_positions(Network& net, const DecoderInputs& in);
 
 // shardrt.Linear: trans_b 1 for a [out, in] weight (torch.nn.Linear), 0 for [in, out] (Conv1D).

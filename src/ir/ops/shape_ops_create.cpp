@@ -45,12 +45,6 @@ void infer_range(InferCtx& c) {
     int64_t k = range_count(*c.value(0), *c.value(1), *c.value(2));
     if (k < 0) c.fail("delta is 0");
     n = Dim(k);
-  } else if ((t == DType::I64 || t == DType::I32) && c.value(0) && c.value(2) && c.value(0)->get_i(0) == 0 &&
-             c.value(2)->get_i(0) == 1) {
-    // Range(0, n, 1) has n elements: when n is a dim read by Shape (a named symbol), the
-    // output's dim carries that name, so values derived from it keep provable shapes.
-    if (auto lim = sym_of(c, 1); lim && lim->size() == 1 && ((*lim)[0].known() || (*lim)[0].sym != "?"))
-      n = to_dim(c, (*lim)[0]);
   }
   c.set(0, t, {n});
 }
