@@ -8,7 +8,7 @@ set -euo pipefail
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config git
   libprotobuf-dev protobuf-compiler libopenblas-dev libdnnl-dev ocl-icd-opencl-dev libopenmpi-dev openmpi-bin
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev pybind11-dev
-  python3 python3-venv python3-pip)
+  python3 python3-dev python3-venv python3-pip)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
