@@ -169,19 +169,24 @@ void capsule_destructor(PyObject* cap) {
   }
 }
 
+// The DLTensor of an exported host tensor: contiguous, on the CPU, its shape kept by `ctx`.
+void fill_dl_tensor(DLTensor& d, ExportCtx& ctx) {
+  d.data = ctx.t.numel() ? const_cast<void*>(ctx.t.raw()) : nullptr;
+  d.device = {kDLCPU, 0};
+  d.ndim = int32_t(ctx.shape.size());
+  d.dtype = dl_from_dtype(ctx.t.dtype());
+  d.shape = ctx.shape.data();
+  d.strides = nullptr;
+  d.byte_offset = 0;
+}
+
 // DLPack 1.0: writable (numpy honours the flag), for consumers that ask with max_version.
 pyb::capsule to_versioned_capsule(const Tensor& t, bool is_copy) {
   auto* ctx = new ExportCtx{t, t.dims()};
   auto* m = new DLManagedTensorVersioned{};
   m->version = {1, 0};
   m->flags = is_copy ? 2u : 0u;
-  m->dl_tensor.data = ctx->t.numel() ? const_cast<void*>(ctx->t.raw()) : nullptr;
-  m->dl_tensor.device = {kDLCPU, 0};
-  m->dl_tensor.ndim = int32_t(ctx->shape.size());
-  m->dl_tensor.dtype = dl_from_dtype(t.dtype());
-  m->dl_tensor.shape = ctx->shape.data();
-  m->dl_tensor.strides = nullptr;
-  m->dl_tensor.byte_offset = 0;
+  fill_dl_tensor(m->dl_tensor, *ctx);
   m->manager_ctx = ctx;
   m->deleter = [](DLManagedTensorVersioned* self) {
     delete static_cast<ExportCtx*>(self->manager_ctx);
@@ -198,13 +203,7 @@ pyb::capsule to_versioned_capsule(const Tensor& t, bool is_copy) {
 pyb::capsule to_capsule(const Tensor& t) {
   auto* ctx = new ExportCtx{t, t.dims()};
   auto* m = new DLManagedTensor{};
-  m->dl_tensor.data = ctx->t.numel() ? const_cast<void*>(ctx->t.raw()) : nullptr;
-  m->dl_tensor.device = {kDLCPU, 0};
-  m->dl_tensor.ndim = int32_t(ctx->shape.size());
-  m->dl_tensor.dtype = dl_from_dtype(t.dtype());
-  m->dl_tensor.shape = ctx->shape.data();
-  m->dl_tensor.strides = nullptr;
-  m->dl_tensor.byte_offset = 0;
+  fill_dl_tensor(m->dl_tensor, *ctx);
   m->manager_ctx = ctx;
   m->deleter = [](DLManagedTensor* self) {
     delete static_cast<ExportCtx*>(self->manager_ctx);
