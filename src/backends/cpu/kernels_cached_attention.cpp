@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cpu/float_rows.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "ir/ops/cached_attention.h"
 
@@ -22,31 +23,6 @@ struct KvCache {
   Tensor k, v;
 };
 
-inline float load1(DType t, const void* base, int64_t i) {
-  switch (t) {
-    case DType::F32: return static_cast<const float*>(base)[i];
-    case DType::F16: return half_to_float(static_cast<const uint16_t*>(base)[i]);
-    default: return bf16_to_float(static_cast<const uint16_t*>(base)[i]);
-  }
-}
-inline void load_row(DType t, const void* base, int64_t off, int64_t n, float* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = load1(t, base, off + i);
-}
-inline void store_row(DType t, void* base, int64_t off, int64_t n, const float* src) {
-  switch (t) {
-    case DType::F32: std::copy_n(src, n, static_cast<float*>(base) + off); break;
-    case DType::F16: {
-      uint16_t* d = static_cast<uint16_t*>(base) + off;
-      for (int64_t i = 0; i < n; ++i) d[i] = float_to_half(src[i]);
-      break;
-    }
-    default: {
-      uint16_t* d = static_cast<uint16_t*>(base) + off;
-      for (int64_t i = 0; i < n; ++i) d[i] = float_to_bf16(src[i]);
-      break;
-    }
-  }
-}
 // x rounded to the dtype (the op defines rotated q and k as values of the dtype).
 inline float round_to(DType t, float x) {
   switch (t) {

@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "backends/cpu/float_rows.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/elementwise_impl.h"
 #include "backends/cpu/gemm.h"
@@ -30,38 +31,6 @@ struct F32View {
   }
 };
 
-// Row-wise load/store of one dtype to/from fp32 (for per-row kernels that never widen the
-// whole tensor).
-inline void load_row(DType t, const void* base, int64_t off, int64_t n, float* dst) {
-  switch (t) {
-    case DType::F32: std::copy_n(static_cast<const float*>(base) + off, n, dst); break;
-    case DType::F16: {
-      const uint16_t* s = static_cast<const uint16_t*>(base) + off;
-      for (int64_t i = 0; i < n; ++i) dst[i] = half_to_float(s[i]);
-      break;
-    }
-    default: {
-      const uint16_t* s = static_cast<const uint16_t*>(base) + off;
-      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(s[i]);
-      break;
-    }
-  }
-}
-inline void store_row(DType t, void* base, int64_t off, int64_t n, const float* src) {
-  switch (t) {
-    case DType::F32: std::copy_n(src, n, static_cast<float*>(base) + off); break;
-    case DType::F16: {
-      uint16_t* d = static_cast<uint16_t*>(base) + off;
-      for (int64_t i = 0; i < n; ++i) d[i] = float_to_half(src[i]);
-      break;
-    }
-    default: {
-      uint16_t* d = static_cast<uint16_t*>(base) + off;
-      for (int64_t i = 0; i < n; ++i) d[i] = float_to_bf16(src[i]);
-      break;
-    }
-  }
-}
 
 // Element strides of `small` broadcast onto `big` (right-aligned; 0 where small has 1 or
 // lacks the dim). Returned with big's rank.
