@@ -36,3 +36,14 @@ def test_tensor_parallel_simple_example():
         pytest.skip(f"the torch.compile backend is unavailable: {shardrt._backend_error}")
     out = _torchrun("tensor_parallel_simple_example.py")
     assert out.count("-> OK") == 2
+
+
+def test_data_parallel_stable_diffusion(tmp_path):
+    pytest.importorskip("accelerate")
+    pytest.importorskip("diffusers")
+    if shardrt._backend_error is not None:
+        pytest.skip(f"the torch.compile backend is unavailable: {shardrt._backend_error}")
+    out = _torchrun("data_parallel_stable_diffusion.py", "--tiny", "--out-dir", str(tmp_path))
+    # Each rank compares its image with the uncompiled pipeline's and needs >= 1 engine.
+    assert out.count("-> OK") == 2, out
+    assert (tmp_path / "result_0.png").is_file() and (tmp_path / "result_1.png").is_file()
