@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <limits>
 
+#include "numerics_graphs.h"
 #include "error_util.h"
 #include "ir/graph.h"
 #include "runtime/numerics.h"
@@ -31,33 +32,12 @@ ContextOptions checked() {
   return o;
 }
 
-// y = relu_last(add_after(sqrt_node(mul_scale(x, 2)), 1)), x fp32 [N, 4] with N in 1..8:
-// a negative x makes the Sqrt (the second node) produce NaN, which the later nodes carry.
-Engine sqrt_chain() {
-  Graph g;
-  Value* x = g.add_input("x", DType::F32, {Dim::symbol("N"), 4});
-  Value* two = g.add_constant("two", Tensor::from_f32({}, {2.0f}));
-  Value* one = g.add_constant("one", Tensor::from_f32({}, {1.0f}));
-  Value* a = g.add_node("Mul", "mul_scale", {x, two}, {"a"})->outputs[0];
-  Value* b = g.add_node("Sqrt", "sqrt_node", {a}, {"b"})->outputs[0];
-  Value* c = g.add_node("Add", "add_after", {b, one}, {"c"})->outputs[0];
-  g.outputs = {g.add_node("Relu", "relu_last", {c}, {"y"})->outputs[0]};
-  BuildConfig cfg;
-  cfg.shapes["x"] = {{1, 4}, {2, 4}, {8, 4}};
-  return build_engine_from_graph(std::move(g), cfg);
-}
-
-Tensor positive(Dims d) {
-  Tensor t(DType::F32, d);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = 0.25f + float(i);
-  return t;
-}
 
 }  // namespace
 
 TEST(CheckNumerics, NamesTheNodeThatMadeTheNaNNotLaterOnes) {
   NoEnvCheck env;
-  Engine e = sqrt_chain();
+  Engine e = sqrt_chain("cpu");
   Tensor x = positive({3, 4});
   x.data<float>()[1 * 4 + 2] = -1.0f;  // index [1,2]
   ExecutionContext ctx(e, checked());
@@ -74,7 +54,7 @@ TEST(CheckNumerics, NamesTheNodeThatMadeTheNaNNotLaterOnes) {
 
 TEST(CheckNumerics, CleanRunsAreUnaffected) {
   NoEnvCheck env;
-  Engine e = sqrt_chain();
+  Engine e = sqrt_chain("cpu");
   ExecutionContext plain(e, ContextOptions{"cpu"});
   ExecutionContext ctx(e, checked());
   for (int64_t n : {1, 5, 8}) {
@@ -93,7 +73,7 @@ TEST(CheckNumerics, CleanRunsAreUnaffected) {
 
 TEST(CheckNumerics, OffMeansNoCheck) {
   NoEnvCheck env;
-  Engine e = sqrt_chain();
+  Engine e = sqrt_chain("cpu");
   Tensor x = positive({2, 4});
   x.data<float>()[0] = -1.0f;
   ExecutionContext ctx(e, ContextOptions{"cpu"});
@@ -106,7 +86,7 @@ TEST(CheckNumerics, OffMeansNoCheck) {
 
 TEST(CheckNumerics, EnvironmentVariableTurnsItOn) {
   NoEnvCheck env;
-  Engine e = sqrt_chain();
+  Engine e = sqrt_chain("cpu");
   Tensor x = positive({2, 4});
   x.data<float>()[5] = -3.0f;
   setenv("SHARDRT_CHECK_NUMERICS", "1", 1);
@@ -137,7 +117,7 @@ TEST(CheckNumerics, InfAndNaNCountedWithTheFirstIndex) {
 
 TEST(CheckNumerics, GraphInputWithNaNIsNamed) {
   NoEnvCheck env;
-  Engine e = sqrt_chain();
+  Engine e = sqrt_chain("cpu");
   Tensor x = positive({4, 4});
   x.data<float>()[2 * 4 + 3] = kNaN;
   x.data<float>()[3 * 4 + 0] = -kInf;

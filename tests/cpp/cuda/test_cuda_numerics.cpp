@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 
+#include "../numerics_graphs.h"
 #include "../error_util.h"
 #include "backends/cuda/cuda_eval.h"
 #include "ir/graph.h"
@@ -28,33 +29,11 @@ ContextOptions on_gpu(bool check) {
   return o;
 }
 
-// y = relu_last(add_after(sqrt_node(mul_scale(x, 2)), 1)), x fp32 [N, 4], N in 1..8.
-Engine sqrt_chain() {
-  Graph g;
-  Value* x = g.add_input("x", DType::F32, {Dim::symbol("N"), 4});
-  Value* two = g.add_constant("two", Tensor::from_f32({}, {2.0f}));
-  Value* one = g.add_constant("one", Tensor::from_f32({}, {1.0f}));
-  Value* a = g.add_node("Mul", "mul_scale", {x, two}, {"a"})->outputs[0];
-  Value* b = g.add_node("Sqrt", "sqrt_node", {a}, {"b"})->outputs[0];
-  Value* c = g.add_node("Add", "add_after", {b, one}, {"c"})->outputs[0];
-  g.outputs = {g.add_node("Relu", "relu_last", {c}, {"y"})->outputs[0]};
-  BuildConfig cfg;
-  cfg.shapes["x"] = {{1, 4}, {2, 4}, {8, 4}};
-  cfg.device = "cuda";
-  return build_engine_from_graph(std::move(g), cfg);
-}
-
-Tensor positive(Dims d) {
-  Tensor t(DType::F32, d);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = 0.25f + float(i % 100);
-  return t;
-}
-
 }  // namespace
 
 TEST(CudaCheckNumerics, NamesTheNodeThatMadeTheNaN) {
   if (!shardrt::cuda::device_available()) GTEST_SKIP() << "no GPU";
-  Engine e = sqrt_chain();
+  Engine e = sqrt_chain("cuda");
   ExecutionContext ctx(e, on_gpu(true));
   Tensor x = positive({3, 4});
   ASSERT_NO_THROW(ctx.run({{"x", x}}));  // clean first: the context survives runs either way
@@ -75,7 +54,7 @@ TEST(CudaCheckNumerics, NamesTheNodeThatMadeTheNaN) {
 
 TEST(CudaCheckNumerics, CleanRunsMatchUncheckedRuns) {
   if (!shardrt::cuda::device_available()) GTEST_SKIP() << "no GPU";
-  Engine e = sqrt_chain();
+  Engine e = sqrt_chain("cuda");
   ExecutionContext plain(e, on_gpu(false)), checked(e, on_gpu(true));
   for (int64_t n : {1, 5, 8}) {
     Tensor x = positive({n, 4});
@@ -137,7 +116,7 @@ TEST(CudaCheckNumerics, InfAndNaNInHalfBFloatAndDouble) {
 
 TEST(CudaCheckNumerics, GraphInputsAndConstantsAreNamed) {
   if (!shardrt::cuda::device_available()) GTEST_SKIP() << "no GPU";
-  Engine e = sqrt_chain();
+  Engine e = sqrt_chain("cuda");
   ExecutionContext ctx(e, on_gpu(true));
   Tensor x = positive({2, 4});
   x.data<float>()[6] = kInf;
