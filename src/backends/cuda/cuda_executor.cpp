@@ -10,9 +10,10 @@
 // graph outputs, values larger than their slot, and host values a GPU node reads get
 // per-signature persistent buffers (a captured graph keeps pointing at them).
 //
-// Runs: the first run of a signature is eager (kernels time tactics and size their
-// workspace), then the same launches are captured into a CUDA graph that later runs of the
-// signature replay. A signature whose run had to read a GPU value on the host, ran a node
+// Runs: the first two runs of a signature are eager (kernels time tactics and size their
+// workspace), then the second run's launches are captured into a CUDA graph that later runs
+// of the signature replay. Capturing only a signature that comes back spares loops whose
+// every call has a new shape (a growing sequence) the capture and instantiation cost. A signature whose run had to read a GPU value on the host, ran a node
 // on the CPU, or staged a collective through the host, runs eagerly every time.
 #include <algorithm>
 #include <chrono>
@@ -106,6 +107,7 @@ struct Sig {
   bool capturable = true;
   std::string why_not;
   bool logged = false;
+  int eager_runs = 0;              // runs of this signature so far without its graph
   cudaGraphExec_t exec = nullptr;
   void* ws = nullptr;  // the workspace the graph was captured with
   uint64_t last_used = 0;
@@ -288,8 +290,11 @@ class CudaBackend final : public ExecBackend {
     }
     run_eager(S);
     ran = true;
+    ++S.eager_runs;
     if (!staged_reason.empty()) note_not_captured(S, staged_reason);
-    if (want_graph && S.capturable) capture(S);
+    if (want_graph && S.capturable) {
+      if (S.eager_runs >= 2) capture(S);
+    }
     else if (graphs && !profiling && !check_numerics && !S.capturable) note_not_captured(S, S.why_not);
   }
 

@@ -266,8 +266,8 @@ TEST(CudaCachedAttention, PrefillPaths) {
 
 TEST(CudaCachedAttention, ManyDecodeStepsReplayTheCapturedGraph) {
   REQUIRE_GPU();
-  // Every decode step at B = 2 has the same input shapes: the executor runs the first
-  // eagerly, captures it, and replays the graph for the others. The lengths change every
+  // Every decode step at B = 2 has the same input shapes: the executor runs the first two
+  // eagerly, captures the second, and replays the graph for the others. The lengths change every
   // step, so matching the CPU step for step shows the kernel reads PastLens on the device;
   // each step also runs twice (same writes, bit-identical output).
   Cfg c;
