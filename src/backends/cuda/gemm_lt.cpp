@@ -177,9 +177,10 @@ void LtPlan::prepare(KernelCtx& c, const LtArgs& args) {
     }
   }
 
-  // 2. Time the heuristic's candidates (eager runs only); 3. else its first.
+  // 2. Time the heuristic's candidates (eager runs; the first problem of its size class in
+  //    this node, see PlanCache); 3. else its first.
   int best = 0;
-  if (!c.res.capturing() && nheur_ > 1) {
+  if (!c.res.capturing() && nheur_ > 1 && may_time_) {
     size_t most = 0;
     for (int i = 0; i < nheur_; ++i) most = std::max(most, heur_[i].workspaceSize);
     char* base = static_cast<char*>(c.res.workspace(args.ws_prefix + most));

@@ -1,7 +1,8 @@
 // cuBLASLt plans for the GEMM ops: one plan per problem (sizes, layouts, dtype, epilogue,
 // pointer alignment), holding its descriptors and the algorithm chosen for it. The kernels
 // keep plans in node state, so descriptors are built once and the choice (read from the
-// node's "cuda_tactics" attribute, else timed at the first eager run) is made once.
+// node's "cuda_tactics" attribute, else timed at the first eager run of the problem's size
+// class, else cuBLASLt's heuristic first) is made once.
 //
 // Everything here is in cuBLASLt's column-major terms: D[m,n] = alpha·op(A)·op(B) + beta·D
 // (+ epilogue), op(A) [m,k], op(B) [k,n]. The row-major callers swap operands (Y^T = W^T X^T).
@@ -68,6 +69,8 @@ class LtPlan {
   void* run(KernelCtx& c, const LtArgs& args, double alpha, double beta);
   // Chooses the algorithm now (see run); no-op once chosen.
   void prepare(KernelCtx& c, const LtArgs& args);
+  // Whether the choice may time candidates (else the heuristic's first is taken).
+  void set_may_time(bool on) { may_time_ = on; }
 
  private:
   void enqueue(KernelCtx& c, const cublasLtMatmulAlgo_t& algo, const LtArgs& args, void* ws, size_t ws_bytes,
@@ -76,6 +79,7 @@ class LtPlan {
   LtProblem p_;
   bool ok_ = false;
   bool chosen_ = false;
+  bool may_time_ = true;
   cublasLtMatmulDesc_t op_ = nullptr;
   cublasLtMatrixLayout_t la_ = nullptr, lb_ = nullptr, ld_ = nullptr;
   cublasLtMatmulPreference_t pref_ = nullptr;
@@ -90,13 +94,29 @@ int ptr_align(const void* p);
 // Largest power of two (≤ 256) dividing n bytes (256 for 0).
 int bytes_align(int64_t n);
 
-// Plans of one node, by problem.
+// Plans of one node, by problem. Timing candidates costs a few runs and a synchronisation,
+// so a node times one problem per size class (m, n, k each rounded up to a power of two, with
+// the rest of the problem): a dynamic dimension that takes a new value on every call (a
+// growing sequence) is timed about log2(range) times, the other problems of a class take
+// cuBLASLt's heuristic choice.
 struct PlanCache {
   std::map<LtProblem, std::unique_ptr<LtPlan>> plans;
+  std::map<LtProblem, bool> timed_classes;
   LtPlan& get(KernelCtx& c, const LtProblem& p) {
     auto& slot = plans[p];
-    if (!slot) slot = std::make_unique<LtPlan>(c, p);
+    if (!slot) {
+      slot = std::make_unique<LtPlan>(c, p);
+      LtProblem cls = p;
+      cls.m = pow2_ceil(p.m), cls.n = pow2_ceil(p.n), cls.k = pow2_ceil(p.k);
+      cls.lda = cls.ldb = cls.ldd = cls.stride_a = cls.stride_b = cls.stride_d = 0;
+      slot->set_may_time(timed_classes.emplace(cls, true).second);
+    }
     return *slot;
+  }
+  static int64_t pow2_ceil(int64_t v) {
+    int64_t r = 1;
+    while (r < v) r <<= 1;
+    return r;
   }
 };
 
