@@ -139,7 +139,7 @@ def test_require_full_compilation():
                           options={"require_full_compilation": True, "min_block_size": 1})(torch.randn(2, 16))
 
 
-def test_dynamic_batch_compiles_per_shape():
+def test_dynamic_batch_one_engine():
     torch.manual_seed(3)
     m = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4)).eval()
     torch._dynamo.reset()
@@ -149,7 +149,8 @@ def test_dynamic_batch_compiles_per_shape():
         for b in (2, 5, 2, 7):
             x = torch.randn(b, 8)
             torch.testing.assert_close(c(x), m(x), atol=1e-5, rtol=1e-5)
-    assert _engines(dyn.last_reports()) == 3  # one static engine per distinct batch size
+    # one engine with a symbolic batch serves every size (more in test_dynamo_dynamic.py)
+    assert _engines(dyn.last_reports()) == 1 and dyn.stats()["builds"] == 1
 
 
 def test_compile_with_dynamo_entry_point():

@@ -10,6 +10,7 @@ import torch
 import torch.fx
 
 from .. import _dtypes
+from ..symbolic import concrete, is_sym
 
 
 def val(x) -> Any:
@@ -24,16 +25,37 @@ def shape(x) -> list:
 
 
 def static_shape(x) -> Optional[list[int]]:
-    """The node's shape as ints, or None when a dim is symbolic."""
+    """The node's shape as ints, or None when a dim is symbolic (never int() on a symbolic
+    size: that would guard the graph to the traced size)."""
     dims = []
     for d in val(x).shape:
-        if not isinstance(d, int):
-            try:
-                d = int(d)  # a SymInt that dynamo specialised prints as a plain int
-            except Exception:
-                return None
-        dims.append(d)
+        c = concrete(d)
+        if c is None:
+            return None
+        dims.append(c)
     return dims
+
+
+def is_sym_node(x) -> bool:
+    """An FX node whose value is a SymInt/SymFloat/SymBool (size arithmetic)."""
+    return isinstance(x, torch.fx.Node) and is_sym(val(x))
+
+
+def static_int(a) -> Optional[int]:
+    """A size argument as an int when it is one (or a constant SymInt), else None."""
+    if isinstance(a, torch.fx.Node):
+        v = val(a)
+        return concrete(v) if isinstance(v, torch.SymInt) else None
+    if isinstance(a, bool):
+        return None
+    return concrete(a)
+
+
+def size_arg_ok(a) -> bool:
+    """A size argument a converter can compute: an int, or a node holding a SymInt."""
+    if isinstance(a, torch.fx.Node):
+        return isinstance(val(a), torch.SymInt)
+    return static_int(a) is not None
 
 
 def dtype(x) -> torch.dtype:
@@ -58,6 +80,7 @@ class ConversionContext:
         self._i64_cache: dict[tuple, Any] = {}
         self._names: dict[str, int] = {}
         self.node: Optional[torch.fx.Node] = None  # the node being converted
+        self._sym_cache: dict[str, Any] = {}  # sympy expression text → 0-d int64 tensor
 
     # --- ops --------------------------------------------------------------------------
     def op(self, op_type: str, inputs: Sequence, attrs: Optional[dict] = None, num_outputs: int = 1):
@@ -81,6 +104,9 @@ class ConversionContext:
 
     def tensor(self, arg, dt: Optional[torch.dtype] = None):
         """A tensor argument (FX node or Python scalar) as a network tensor, cast to `dt` if given."""
+        if is_sym_node(arg):  # a size: a 0-d int64 tensor (float sizes are not converted)
+            t = self.get(arg)
+            return self.cast(t, dt) if dt is not None and dt != torch.int64 else t
         if isinstance(arg, torch.fx.Node):
             t = self.get(arg)
             if dt is not None and dtype(arg) != dt:
@@ -113,6 +139,33 @@ class ConversionContext:
     def scalar(self, v, dt: torch.dtype):
         """A 0-d constant of dtype `dt`."""
         return self.const(torch.tensor(v, dtype=dt))
+
+    def sym(self, a):
+        """A size argument (int, or node holding a SymInt) as a 0-d int64 tensor."""
+        c = static_int(a)
+        if c is not None:
+            return self.const(torch.tensor(c, dtype=torch.int64))
+        return self.get(a)
+
+    def shape_tensor(self, sizes: Sequence, minus_one_as: Optional[int] = None):
+        """A list of size arguments (ints and SymInt nodes) as a 1-D int64 tensor: runs of
+        ints are one constant, each symbolic size an Unsqueeze of its 0-d tensor. With
+        `minus_one_as`, -1 entries are replaced by that value."""
+        parts, run = [], []
+        for a in sizes:
+            c = static_int(a)
+            if c is not None:
+                run.append(minus_one_as if (c == -1 and minus_one_as is not None) else c)
+                continue
+            if run:
+                parts.append(self.i64(run))
+                run = []
+            parts.append(self.op("Unsqueeze", [self.get(a), self.i64([0])]))
+        if run:
+            parts.append(self.i64(run))
+        if len(parts) == 1:
+            return parts[0]
+        return self.op("Concat", parts, {"axis": 0})
 
     def i64(self, values: Sequence[int]):
         """A 1-D int64 constant (axes, shapes, starts, ...), shared between uses."""

@@ -1,13 +1,15 @@
 """Tensor factories. With no tensor inputs and a static shape the result is a constant:
-it is computed here by PyTorch itself and stored as a weight. *_like factories become an
-Expand of a scalar over the input's runtime shape (so they also work with dynamic dims)."""
+it is computed here by PyTorch itself and stored as a weight. With symbolic sizes (dynamic
+shapes) arange becomes Range and full/zeros/ones/empty/new_* an Expand of a scalar over
+the computed shape. *_like factories become an Expand of a scalar over the input's runtime
+shape (so they also work with dynamic dims)."""
 from __future__ import annotations
 
 import torch
 import torch.fx
 from torch._subclasses.fake_tensor import unset_fake_temporarily
 
-from .context import dtype, static_shape
+from .context import dtype, is_sym_node, size_arg_ok, static_shape
 from .registry import converter
 
 _FACTORIES = [
@@ -17,18 +19,37 @@ _FACTORIES = [
 ]
 
 
-def _no_tensor_args(node) -> bool:
-    flat = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: n)
+def _no_tensor_args(node, allow_sizes=False) -> bool:
     found = []
-    torch.fx.node.map_arg(flat, found.append)
-    return not found
+    torch.fx.node.map_arg((node.args, node.kwargs), found.append)
+    return not [n for n in found if not (allow_sizes and is_sym_node(n))]
+
+
+_SYMBOLIC = {  # factories that have a form with symbolic sizes: where their size list is
+    "aten.full.default": 0, "aten.zeros.default": 0, "aten.ones.default": 0, "aten.empty.memory_format": 0,
+    "aten.empty_strided.default": 0,
+}
+_ARANGE = ("aten.arange.default", "aten.arange.start", "aten.arange.start_step")
+
+
+def _symbolic_ok(node):
+    name = str(node.target)
+    if not _no_tensor_args(node, allow_sizes=True):
+        return "tensor arguments"
+    if name in _ARANGE:
+        return all(size_arg_ok(a) for a in node.args) or "non-integer bounds"
+    if name == "aten.scalar_tensor.default":
+        return size_arg_ok(node.args[0]) or "not an int or SymInt"
+    if name == "aten.full.default" and isinstance(node.args[1], torch.fx.Node):
+        return "symbolic fill value"
+    if name in _SYMBOLIC:
+        return all(size_arg_ok(a) for a in node.args[_SYMBOLIC[name]]) or "sizes that are not ints or SymInts"
+    return "dynamic shape"
 
 
 def _hashable_static(node):
-    if not _no_tensor_args(node):
-        return "tensor arguments"
-    if static_shape(node) is None:
-        return "dynamic shape"
+    if not _no_tensor_args(node) or static_shape(node) is None:
+        return _symbolic_ok(node)
     ok = []
 
     def visit(a):
@@ -53,11 +74,35 @@ def _cpu_kwargs(kw):
 
 @converter(*_FACTORIES, capability=_hashable_static)
 def _factory(ctx, node):
+    if not _no_tensor_args(node) or static_shape(node) is None:
+        return _symbolic_factory(ctx, node)
     with unset_fake_temporarily():
         value = node.target(*node.args, **_cpu_kwargs(node.kwargs))
     if str(node.target) in ("aten.empty.memory_format", "aten.empty_strided.default"):
         value = torch.zeros_like(value)  # any content is valid; zeros keep engines reproducible
     return ctx.const(value)
+
+
+def _fill(node) -> float:
+    name = str(node.target)
+    if name == "aten.full.default":
+        return node.args[1]
+    return 1 if name == "aten.ones.default" else 0  # empty: any content is valid, zeros reproducible
+
+
+def _symbolic_factory(ctx, node):
+    name = str(node.target)
+    out = dtype(node)
+    if name in _ARANGE:
+        a = list(node.args)
+        start, end, step = (0, a[0], 1) if len(a) == 1 else (a[0], a[1], a[2] if len(a) > 2 else 1)
+        # Range on 0-d operands of the output type (sizes are int64; a float arange casts them)
+        ops = [ctx.tensor(v, out) if is_sym_node(v) else ctx.scalar(v, out) for v in (start, end, step)]
+        return ctx.op("Range", ops)
+    if name == "aten.scalar_tensor.default":  # torch.tensor(x.shape[0]): the size, in the output type
+        return ctx.tensor(node.args[0], out)
+    sizes = node.args[_SYMBOLIC[name]]
+    return ctx.op("Expand", [ctx.scalar(_fill(node), out), ctx.shape_tensor(sizes)])
 
 
 def _like_value(node):
@@ -84,12 +129,15 @@ def _like(ctx, node):
 
 
 def _new_ok(node):
-    if static_shape(node) is None:
-        return "dynamic shape"
+    if static_shape(node) is None and not all(size_arg_ok(a) for a in node.args[1]):
+        return "sizes that are not ints or SymInts"
     return _like_ok(node)
 
 
 @converter("aten.new_zeros.default", "aten.new_ones.default", "aten.new_empty.default", "aten.new_full.default",
            capability=_new_ok)
 def _new(ctx, node):
-    return ctx.const(torch.full(static_shape(node), _like_value(node), dtype=dtype(node)))
+    s = static_shape(node)
+    if s is not None:
+        return ctx.const(torch.full(s, _like_value(node), dtype=dtype(node)))
+    return ctx.op("Expand", [ctx.scalar(_like_value(node), dtype(node)), ctx.shape_tensor(node.args[1])])

@@ -27,7 +27,9 @@ def _common_dtype(args) -> torch.dtype:
     """PyTorch's result type of two operands (0-d tensors rank below dimensioned ones)."""
     items = []
     for a in args:
-        if isinstance(a, torch.fx.Node):
+        if isinstance(a, torch.fx.Node) and isinstance(val(a), torch.SymInt):
+            items.append(1)  # a size: a Python int
+        elif isinstance(a, torch.fx.Node):
             v = val(a)
             items.append(torch.empty((), dtype=v.dtype) if v.dim() == 0 else torch.empty((1,), dtype=v.dtype))
         else:
@@ -321,7 +323,8 @@ def _copy_ok(node):
 
 
 @converter("aten._to_copy.default", "aten.clone.default", "aten.alias.default", "aten.detach.default",
-           "aten.lift_fresh_copy.default", "aten.contiguous.default", capability=_copy_ok)
+           "aten.lift_fresh_copy.default", "aten.contiguous.default", "prims.convert_element_type.default",
+           capability=_copy_ok)
 def _copy(ctx, node):
     src = node.args[0]
     if dtype(src) != dtype(node):

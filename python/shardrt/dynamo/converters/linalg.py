@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.fx
 
-from .context import dtype, rank, shape
+from .context import dtype, rank, shape, static_int
 from .registry import converter
 
 _FLOAT = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -53,7 +53,8 @@ def _addmm(ctx, node):
     out = dtype(node)
     w = _transposed_weight(b)
     n = shape(node)[-1]
-    if w is not None and beta == 1 and alpha == 1 and out in _FLOAT and rank(bias) == 1 and shape(bias)[0] == n:
+    if w is not None and beta == 1 and alpha == 1 and out in _FLOAT and rank(bias) == 1 \
+            and static_int(shape(bias)[0]) is not None and static_int(shape(bias)[0]) == static_int(n):
         return ctx.op("shardrt.Linear", [ctx.get(a), ctx.get(w), ctx.get(bias)], {"trans_b": 1, "activation": "none"})
     y = ctx.op("MatMul", [ctx.get(a), ctx.get(b)])
     if alpha != 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.fx
 
-from .context import dtype, norm_axis, rank, shape, static_shape
+from .context import dtype, norm_axis, rank, shape, static_int
 from .registry import converter
 
 
@@ -82,8 +82,18 @@ def _argmax(ctx, node):
     return ctx.op(op_type, [t], {"axis": norm_axis(dim, rank(x)), "keepdims": keep})
 
 
+def _var_axes(node):
+    x = node.args[0]
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    return _dims(dims, rank(x)) or list(range(rank(x)))
+
+
 def _var_ok(node):
-    return dtype(node).is_floating_point and static_shape(node.args[0]) is not None
+    if not dtype(node).is_floating_point:
+        return "floating-point only"
+    xs = shape(node.args[0])
+    # the divisor is the reduced element count: the reduced dims must be static
+    return all(static_int(xs[a]) is not None for a in _var_axes(node)) or "symbolic size along a reduced axis"
 
 
 @converter("aten.var.correction", "aten.var.dim", capability=_var_ok)
@@ -102,7 +112,7 @@ def _var(ctx, node):
         keep = node.kwargs.get("keepdim", False)
     n = 1
     for a in axes:
-        n *= shape(x)[a]
+        n *= static_int(shape(x)[a])
     out = dtype(node)
     t = ctx.tensor(x, out)
     mean = ctx.op("ReduceMean", [t, ctx.i64(axes)], {"keepdims": 1})

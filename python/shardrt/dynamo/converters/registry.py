@@ -41,7 +41,8 @@ def converter(*targets: str, capability: Optional[Capability] = None):
 
 
 def target_name(node: torch.fx.Node) -> Optional[str]:
-    """"aten.addmm.default" for an op overload call, "getitem" for tuple indexing, else None."""
+    """"aten.addmm.default" for an op overload call, "getitem" for tuple indexing,
+    "operator.mul" for Python arithmetic (on sizes), else the function's name or None."""
     if node.op != "call_function":
         return None
     t = node.target
@@ -49,6 +50,8 @@ def target_name(node: torch.fx.Node) -> Optional[str]:
         return "getitem"
     if isinstance(t, (torch._ops.OpOverload, torch._ops.HigherOrderOperator)):
         return str(t)
+    if getattr(t, "__module__", None) == "_operator":  # size arithmetic: operator.mul, ...
+        return f"operator.{t.__name__}"
     return getattr(t, "__name__", None)
 
 

@@ -5,44 +5,62 @@ from __future__ import annotations
 import torch
 import torch.fx
 
-from .context import dtype, norm_axis, rank, shape, static_shape, val
+from .context import dtype, norm_axis, rank, shape, size_arg_ok, static_int, static_shape, val
 from .registry import converter
 
 _INT64_MAX = 2**63 - 1
 
 
 def _ints(xs) -> bool:
-    return all(isinstance(x, int) and not isinstance(x, torch.SymInt) for x in xs)
+    return all(static_int(x) is not None for x in xs)
 
 
 def _static_out(node):
     return static_shape(node) is not None or "dynamic output shape"
 
 
+def _sizes_ok(sizes) -> bool:
+    return all(size_arg_ok(a) for a in sizes)
+
+
 def _reshape_target(node):
-    """The target shape for Reshape: static output dims, or the op's own size list with one
-    -1 standing for a symbolic dim."""
+    """The target shape for Reshape as ints: the static output dims, or the op's own size
+    list with one -1 standing for its only symbolic dim; None when the sizes must be
+    computed (several symbolic dims)."""
     s = static_shape(node)
     if s is not None:
         return s
     sizes = list(node.args[1])
-    dims = [d if isinstance(d, int) and not isinstance(d, torch.SymInt) else -1 for d in sizes]
+    dims = [static_int(d) for d in sizes]
+    dims = [-1 if d is None else d for d in dims]
     return dims if dims.count(-1) <= 1 else None
 
 
 def _reshape_ok(node):
-    return _reshape_target(node) is not None or "more than one dynamic dim in the target shape"
+    return _reshape_target(node) is not None or _sizes_ok(node.args[1]) or "sizes that are not ints or SymInts"
 
 
 @converter("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default", capability=_reshape_ok)
 def _view(ctx, node):
     dims = _reshape_target(node)
-    return ctx.op("Reshape", [ctx.get(node.args[0]), ctx.i64(dims)])
+    if dims is not None:
+        return ctx.op("Reshape", [ctx.get(node.args[0]), ctx.i64(dims)])
+    # several symbolic sizes: the shape is computed from the inputs' shapes (the build still
+    # names the dims: it sees through Shape -> Gather -> Concat)
+    return ctx.op("Reshape", [ctx.get(node.args[0]), ctx.shape_tensor(node.args[1])])
 
 
-@converter("aten.expand.default", capability=_static_out)
+def _expand_ok(node):
+    return static_shape(node) is not None or _sizes_ok(node.args[1]) or "sizes that are not ints or SymInts"
+
+
+@converter("aten.expand.default", capability=_expand_ok)
 def _expand(ctx, node):
-    return ctx.op("Expand", [ctx.get(node.args[0]), ctx.i64(static_shape(node))])
+    s = static_shape(node)
+    if s is not None:
+        return ctx.op("Expand", [ctx.get(node.args[0]), ctx.i64(s)])
+    # -1 keeps the input's size: Expand broadcasts, and a 1 there keeps the input's dim
+    return ctx.op("Expand", [ctx.get(node.args[0]), ctx.shape_tensor(node.args[1], minus_one_as=1)])
 
 
 @converter("aten.permute.default")
@@ -83,29 +101,42 @@ def _squeeze(ctx, node):
     else:
         dims = range(r)
     # torch leaves dims that are not 1 alone; ONNX Squeeze would refuse them
-    axes = sorted({norm_axis(d, r) for d in dims if xs[norm_axis(d, r)] == 1}) if r else []
+    axes = sorted({norm_axis(d, r) for d in dims if static_int(xs[norm_axis(d, r)]) == 1}) if r else []
     if not axes:
         return ctx.op("Identity", [ctx.get(x)])
     return ctx.op("Squeeze", [ctx.get(x), ctx.i64(axes)])
 
 
-def _slice_ok(node):
-    args = list(node.args[1:]) + list(node.kwargs.values())
-    return all(a is None or (isinstance(a, int) and not isinstance(a, torch.SymInt)) for a in args) or "symbolic bounds"
-
-
-@converter("aten.slice.Tensor", capability=_slice_ok)
-def _slice(ctx, node):
-    x = node.args[0]
+def _slice_args(node):
     a = list(node.args) + [None] * (5 - len(node.args))
     dim = a[1] if a[1] is not None else node.kwargs.get("dim", 0)
     start = a[2] if a[2] is not None else node.kwargs.get("start")
     end = a[3] if a[3] is not None else node.kwargs.get("end")
     step = a[4] if a[4] is not None else node.kwargs.get("step", 1)
-    start = 0 if start is None else start
-    end = _INT64_MAX if end is None else min(end, _INT64_MAX)
-    axis = norm_axis(dim, rank(x))
-    return ctx.op("Slice", [ctx.get(x), ctx.i64([start]), ctx.i64([end]), ctx.i64([axis]), ctx.i64([step])])
+    return dim, start, end, step
+
+
+def _slice_ok(node):
+    dim, start, end, step = _slice_args(node)
+    if static_int(dim) is None or static_int(step) is None:
+        return "symbolic dim or step"
+    return all(a is None or size_arg_ok(a) for a in (start, end)) or "bounds that are not ints or SymInts"
+
+
+def _bound(ctx, a, default):
+    c = default if a is None else static_int(a)
+    if c is not None:
+        return ctx.i64([min(c, _INT64_MAX)])
+    return ctx.op("Unsqueeze", [ctx.get(a), ctx.i64([0])])  # a symbolic start/end
+
+
+@converter("aten.slice.Tensor", capability=_slice_ok)
+def _slice(ctx, node):
+    x = node.args[0]
+    dim, start, end, step = _slice_args(node)
+    axis = norm_axis(static_int(dim), rank(x))
+    return ctx.op("Slice", [ctx.get(x), _bound(ctx, start, 0), _bound(ctx, end, _INT64_MAX), ctx.i64([axis]),
+                            ctx.i64([static_int(step)])])
 
 
 @converter("aten.select.int", capability=lambda n: _ints(n.args[1:3]) or "symbolic index")
@@ -119,7 +150,7 @@ def _select(ctx, node):
 @converter("aten.cat.default")
 def _cat(ctx, node):
     out = dtype(node)
-    xs = [t for t in node.args[0] if not (val(t).dim() == 1 and val(t).shape[0] == 0)]  # torch skips legacy empties
+    xs = [t for t in node.args[0] if not (val(t).dim() == 1 and static_int(val(t).shape[0]) == 0)]  # torch skips legacy empties
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
     axis = norm_axis(dim, rank(node))
     if len(xs) == 1:
@@ -151,7 +182,13 @@ def _split(ctx, node):
     return ctx.op("Split", [x, ctx.i64(sizes)], {"axis": axis}, num_outputs=len(sizes))
 
 
-@converter("aten.unbind.int")
+def _unbind_ok(node):
+    x = node.args[0]
+    axis = norm_axis(node.args[1] if len(node.args) > 1 else 0, rank(x))
+    return static_int(shape(x)[axis]) is not None or "symbolic size along the axis"
+
+
+@converter("aten.unbind.int", capability=_unbind_ok)
 def _unbind(ctx, node):
     x = node.args[0]
     axis = norm_axis(node.args[1] if len(node.args) > 1 else 0, rank(x))
@@ -185,8 +222,6 @@ def _index_ok(node):
     # several index tensors: those on the leading dims (x[i, j] ...) become one GatherND
     if real != list(range(len(real))):
         return "several index tensors not on the leading dims"
-    if any(static_shape(idx[i]) is None for i in real):
-        return "dynamic index shapes"
     return True
 
 
@@ -198,12 +233,20 @@ def _index(ctx, node):
         axis = real[0]
         return ctx.op("Gather", [ctx.get(x), ctx.get(idx[axis])], {"axis": axis})
     shapes = [static_shape(idx[i]) for i in real]
-    b = list(torch.broadcast_shapes(*shapes))
+    ts = [ctx.tensor(idx[i], torch.int64) for i in real]
+    if all(sh is not None for sh in shapes):
+        b = list(torch.broadcast_shapes(*shapes))
+        target = ctx.i64(b)
+    else:  # symbolic index shapes: their broadcast shape is the shape of their sum
+        b = [None] * max(rank(idx[i]) for i in real)
+        total = ts[0]
+        for t in ts[1:]:
+            total = ctx.op("Add", [total, t])
+        target = ctx.op("Shape", [total])
     cols = []
-    for i in real:
-        t = ctx.tensor(idx[i], torch.int64)
-        if static_shape(idx[i]) != b:
-            t = ctx.op("Expand", [t, ctx.i64(b)])
+    for t, sh in zip(ts, shapes):
+        if sh is None or sh != b:
+            t = ctx.op("Expand", [t, target])
         cols.append(ctx.op("Unsqueeze", [t, ctx.i64([len(b)])]))
     return ctx.op("GatherND", [ctx.get(x), ctx.op("Concat", cols, {"axis": len(b)})], {"batch_dims": 0})
 
