@@ -96,6 +96,31 @@ Engine build_engine_from_onnx(const std::string& onnx_path, const BuildConfig& c
 // For code that already holds an IR graph (importer tests, the conformance runner).
 Engine build_engine_from_graph(Graph&& graph, const BuildConfig& config);
 
+// One tensor in GPU memory, for ExecutionContext's device-memory API: contiguous row-major
+// elements of `dtype` at `data`. `owner` keeps the memory alive (for buffers shardrt
+// allocated it frees them; null for memory the caller keeps alive).
+struct DeviceTensor {
+  DType dtype = DType::Undefined;
+  Dims dims;
+  void* data = nullptr;
+  int device = -1;  // CUDA device ordinal
+  std::shared_ptr<void> owner;
+
+  int64_t numel() const { return shardrt::numel(dims); }
+  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+};
+
+// dtype and dims of one output (ExecutionContext::output_shapes).
+struct TensorDesc {
+  DType dtype = DType::Undefined;
+  Dims dims;
+};
+
+// Makes CUDA stream `waiting` wait (on the GPU, the host does not block) for the work
+// enqueued so far on CUDA stream `stream`. Streams are cudaStream_t handles cast to void*
+// (nullptr: the legacy default stream). Throws Error in a build without CUDA.
+void cuda_stream_wait(void* waiting, void* stream);
+
 class ExecutionContext {
  public:
   explicit ExecutionContext(const Engine& engine);
@@ -124,10 +149,46 @@ class ExecutionContext {
   void execute();
   void synchronize();
   std::map<std::string, Tensor> outputs();
+  // Only the outputs named (each must be one of the engine's outputs; Error otherwise):
+  // on CUDA only those are copied to the host, e.g. a decoder's chosen token ids
+  // without its [B, V] logits.
+  std::map<std::string, Tensor> outputs(const std::vector<std::string>& names);
   // Per-layer timing of the runs that follow (adds a clock read per layer).
   void set_profiling(bool on);
   // Time per layer and per op type over the profiled runs, largest first.
   std::string profile_report(size_t top_layers = 25) const;
+
+  // ---- Device memory (contexts on "cuda") ----
+  // For callers whose tensors already live on the GPU (torch CUDA tensors): no host copies.
+  // `stream` is the caller's CUDA stream (cudaStream_t cast to void*; nullptr: the legacy
+  // default stream): the work the caller enqueued on it before the call is what produced
+  // the inputs (or last used the output buffers), and work it enqueues after the call may
+  // use the results. None of these calls blocks the host. A context on "cpu" refuses them
+  // (Error saying so), as it refuses memory that is not device memory of its GPU.
+
+  // The GPU this context runs on (CUDA ordinal); -1 for a context on "cpu".
+  int cuda_device() const;
+  // set_inputs() from device memory. Same checks as set_inputs (names, dtypes, shapes
+  // against the profiles), and each pointer must be device (or managed) memory of this
+  // context's GPU; errors name the binding. The context's stream waits for `stream`, then
+  // copies each input device-to-device into the engine's own input buffer (CUDA graphs
+  // keep pointing at those buffers, as torch.compile's reduce-overhead mode copies into
+  // static inputs); `stream` then waits for the copies, so the caller may free or reuse the
+  // inputs as soon as the call returns.
+  void set_inputs_device(const std::map<std::string, DeviceTensor>& inputs, void* stream);
+  // The last execute()'s outputs' dtypes and dims, without waiting for the GPU (they are
+  // known on the host once execute() returns).
+  std::map<std::string, TensorDesc> output_shapes();
+  // Copies the last run's outputs named in `outputs` (any subset of the engine's outputs)
+  // into the caller's device buffers there, which must have output_shapes()'s dtype and
+  // dims: the copies wait for `stream` and `stream` waits for the copies. Buffers allocated
+  // on `stream` by a stream-ordered allocator (torch's caching allocator) are safe to use.
+  void outputs_to_device(const std::map<std::string, DeviceTensor>& outputs, void* stream);
+  // The last run's outputs in device buffers shardrt allocates (cudaMalloc); `stream` waits
+  // for the copies. Each buffer is freed (cudaFree, which waits for the whole GPU) when the
+  // last copy of its DeviceTensor::owner goes: outputs_to_device into the caller's own
+  // buffers is the faster path.
+  std::map<std::string, DeviceTensor> outputs_device(void* stream);
 
  private:
   struct Impl;

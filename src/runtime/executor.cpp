@@ -52,6 +52,37 @@ void check_inputs(const Engine::Impl& e, const std::map<std::string, Tensor>& in
   }
 }
 
+std::string unknown_output_message(const std::string& name, const std::map<std::string, Tensor>& outputs) {
+  std::string names;
+  for (auto& [n, t] : outputs) names += (names.empty() ? "" : ", ") + n;
+  return "unknown output '" + name + "' (the engine's outputs are: " + names + ")";
+}
+
+void check_device_inputs(const Engine::Impl& e, const std::map<std::string, DeviceTensor>& inputs) {
+  std::map<std::string, Tensor> views;
+  for (auto& [name, d] : inputs) views[name] = Tensor(d.dtype, d.dims, nullptr, nullptr);
+  check_inputs(e, views);
+}
+
+namespace {
+// What a context on the CPU says when asked to read or write device memory.
+[[noreturn]] void refuse_device_memory(const std::string& what) {
+  throw Error(what + ": this ExecutionContext runs on \"cpu\" and takes host memory only; copy the tensors to the "
+              "host (set_inputs/outputs), or create the context with device \"cuda\"");
+}
+}  // namespace
+
+void ExecBackend::set_inputs_device(const std::map<std::string, DeviceTensor>& inputs, void*) {
+  refuse_device_memory(inputs.empty() ? std::string("set_inputs_device")
+                                      : "input '" + inputs.begin()->first + "' is in GPU memory");
+}
+std::map<std::string, TensorDesc> ExecBackend::output_shapes() { refuse_device_memory("output_shapes()"); }
+void ExecBackend::outputs_to_device(const std::map<std::string, DeviceTensor>& outputs, void*) {
+  refuse_device_memory(outputs.empty() ? std::string("outputs_to_device")
+                                       : "output buffer '" + outputs.begin()->first + "' is in GPU memory");
+}
+std::map<std::string, DeviceTensor> ExecBackend::outputs_device(void*) { refuse_device_memory("outputs_device()"); }
+
 std::string format_profile(const std::vector<const Node*>& nodes, const std::vector<double>& layer_ms, int runs,
                            size_t top) {
   if (!runs) return "no profiled runs\n";
@@ -122,6 +153,20 @@ void ExecutionContext::set_inputs(const std::map<std::string, Tensor>& inputs) {
 void ExecutionContext::execute() { impl_->backend->execute(); }
 void ExecutionContext::synchronize() { impl_->backend->synchronize(); }
 std::map<std::string, Tensor> ExecutionContext::outputs() { return impl_->backend->outputs(); }
+std::map<std::string, Tensor> ExecutionContext::outputs(const std::vector<std::string>& names) {
+  return impl_->backend->outputs_named(names);
+}
+int ExecutionContext::cuda_device() const { return impl_->backend->cuda_device(); }
+void ExecutionContext::set_inputs_device(const std::map<std::string, DeviceTensor>& inputs, void* stream) {
+  impl_->backend->set_inputs_device(inputs, stream);
+}
+std::map<std::string, TensorDesc> ExecutionContext::output_shapes() { return impl_->backend->output_shapes(); }
+void ExecutionContext::outputs_to_device(const std::map<std::string, DeviceTensor>& outputs, void* stream) {
+  impl_->backend->outputs_to_device(outputs, stream);
+}
+std::map<std::string, DeviceTensor> ExecutionContext::outputs_device(void* stream) {
+  return impl_->backend->outputs_device(stream);
+}
 void ExecutionContext::set_profiling(bool on) { impl_->backend->set_profiling(on); }
 std::string ExecutionContext::profile_report(size_t top) const { return impl_->backend->profile_report(top); }
 

@@ -54,6 +54,24 @@ bool env_flag(const char* name, bool dflt) {
 
 std::string cuda_err(cudaError_t e) { return std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")"; }
 
+// Makes `device` current for the scope: a Python thread may have another GPU current (torch
+// does not set it back), and the context's stream, events and kernels belong to its own.
+struct DeviceGuard {
+  int prev = -1;
+  explicit DeviceGuard(int device) {
+    if (cudaGetDevice(&prev) != cudaSuccess || prev == device) {
+      prev = -1;
+      return;
+    }
+    SHARDRT_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceGuard() {
+    if (prev >= 0) cudaSetDevice(prev);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+};
+
 // Device memory owned by the executor, grown only outside capture.
 struct DevBuf {
   void* p = nullptr;
@@ -235,6 +253,8 @@ class CudaBackend final : public ExecBackend {
       cudaEventDestroy(ev.first);
       cudaEventDestroy(ev.second);
     }
+    if (io_ready) cudaEventDestroy(io_ready);
+    if (io_done) cudaEventDestroy(io_done);
     dcomm.reset();
     res.reset();
   }
@@ -248,8 +268,6 @@ class CudaBackend final : public ExecBackend {
         NumericsCount c = scan_numerics(t);
         if (c.bad()) throw Error(input_numerics_error(v->name, t.dtype(), t.dims(), c));
       }
-    Dims key;
-    std::string label;
     for (size_t i = 0; i < g.inputs.size(); ++i) {
       Value* v = g.inputs[i];
       const Tensor& t = inputs.at(v->name);
@@ -257,9 +275,20 @@ class CudaBackend final : public ExecBackend {
         throw Error("internal: input '" + v->name + "' of shape " + dims_str(t.dims()) + " exceeds its staging buffer");
       if (t.nbytes()) SHARDRT_CUDA_CHECK(cudaMemcpyAsync(staging[i].p, t.raw(), t.nbytes(), cudaMemcpyHostToDevice, stream));
       input_dims[i] = t.dims();
-      key.push_back(t.rank());
-      key.insert(key.end(), t.dims().begin(), t.dims().end());
-      label += (label.empty() ? "" : " ") + v->name + "=" + dims_str(t.dims());
+    }
+    select_signature();
+  }
+
+  // The signature of the inputs now in the staging buffers (input_dims) becomes current.
+  void select_signature() {
+    const Graph& g = *e.graph;
+    Dims key;
+    std::string label;
+    for (size_t i = 0; i < g.inputs.size(); ++i) {
+      const Dims& d = input_dims[i];
+      key.push_back(int64_t(d.size()));
+      key.insert(key.end(), d.begin(), d.end());
+      label += (label.empty() ? "" : " ") + g.inputs[i]->name + "=" + dims_str(d);
     }
     cur = &signature(key, label);
     ran = false;
@@ -267,6 +296,7 @@ class CudaBackend final : public ExecBackend {
 
   void execute() override {
     if (!cur) throw Error("execute() before set_inputs(): the context has no inputs");
+    DeviceGuard guard(res->device());
     Sig& S = *cur;
     S.last_used = ++clock;
     last_replay = false;
@@ -311,12 +341,31 @@ class CudaBackend final : public ExecBackend {
     if (profile_pending) collect_profile();
   }
 
-  std::map<std::string, Tensor> outputs() override {
+  std::map<std::string, Tensor> outputs() override { return fetch(e.graph->outputs); }
+
+  // Only the named outputs cross to the host (a decoder's token ids without its logits).
+  std::map<std::string, Tensor> outputs_named(const std::vector<std::string>& names) override {
+    std::vector<Value*> which;
+    for (const std::string& n : names) {
+      Value* found = nullptr;
+      for (Value* v : e.graph->outputs)
+        if (v->name == n) found = v;
+      if (!found) {
+        std::map<std::string, Tensor> all;
+        for (Value* v : e.graph->outputs) all[v->name];
+        throw Error(unknown_output_message(n, all));
+      }
+      which.push_back(found);
+    }
+    return fetch(which);
+  }
+
+  std::map<std::string, Tensor> fetch(const std::vector<Value*>& which) {
     if (!cur || !ran) throw Error("outputs() before execute(): the context has not run");
     synchronize();
     Sig& S = *cur;
     std::map<std::string, Tensor> out;
-    for (Value* v : e.graph->outputs) {
+    for (Value* v : which) {
       if (out.count(v->name)) continue;
       int i = index.at(v);
       if (v->constant) {
@@ -342,7 +391,177 @@ class CudaBackend final : public ExecBackend {
   std::string profile_report(size_t top) const override { return format_profile(nodes, layer_ms, profiled_runs, top); }
   std::map<const Node*, std::map<std::string, std::string>> tactics() const override { return res->tactics(); }
 
+  // ---- device memory (ExecutionContext's device-memory API, engine.h) ----
+
+  int cuda_device() const override { return res->device(); }
+
+  // Inputs are copied into the staging buffers rather than bound in place: the captured
+  // graphs read those addresses, and a device-to-device copy costs little next to a run.
+  void set_inputs_device(const std::map<std::string, DeviceTensor>& inputs, void* caller) override {
+    DeviceGuard guard(res->device());
+    check_device_inputs(e, inputs);
+    const Graph& g = *e.graph;
+    for (Value* v : g.inputs) check_device_memory(inputs.at(v->name), "input '" + v->name + "'");
+    auto cs = static_cast<cudaStream_t>(caller);
+    cur = nullptr;  // the staging buffers change: a failure from here on leaves no inputs
+    stream_wait(stream, cs, io_ready);  // the caller's stream produced the inputs
+    for (size_t i = 0; i < g.inputs.size(); ++i) {
+      Value* v = g.inputs[i];
+      const DeviceTensor& t = inputs.at(v->name);
+      if (t.nbytes() > staging[i].cap)
+        throw Error("internal: input '" + v->name + "' of shape " + dims_str(t.dims) + " exceeds its staging buffer");
+      if (t.nbytes())
+        SHARDRT_CUDA_CHECK(cudaMemcpyAsync(staging[i].p, t.data, t.nbytes(), cudaMemcpyDeviceToDevice, stream));
+      input_dims[i] = t.dims;
+    }
+    // The caller may free or overwrite the inputs once its stream has passed the copies.
+    stream_wait(cs, stream, io_done);
+    if (check_numerics) check_device_inputs_numerics();
+    select_signature();
+  }
+
+  std::map<std::string, TensorDesc> output_shapes() override {
+    if (!cur || !ran) throw Error("output_shapes() before execute(): the context has not run");
+    Sig& S = *cur;
+    std::map<std::string, TensorDesc> out;
+    for (Value* v : e.graph->outputs) {
+      int i = index.at(v);
+      if (!v->constant && !S.has_host[size_t(i)] && !S.on_dev[size_t(i)])
+        throw Error("internal: output '" + v->name + "' was not computed");
+      out[v->name] = TensorDesc{dtype_of(S, i), dims_of(S, i)};
+    }
+    return out;
+  }
+
+  void outputs_to_device(const std::map<std::string, DeviceTensor>& outputs, void* caller) override {
+    DeviceGuard guard(res->device());
+    std::map<std::string, TensorDesc> shapes = output_shapes();
+    for (auto& [name, d] : outputs) {
+      auto it = shapes.find(name);
+      if (it == shapes.end()) {
+        std::string names;
+        for (auto& [n, x] : shapes) names += (names.empty() ? "" : ", ") + n;
+        throw Error("unknown output '" + name + "' (the engine's outputs are: " + names + ")");
+      }
+      const TensorDesc& want = it->second;
+      if (d.dtype != want.dtype || d.dims != want.dims)
+        throw Error("the buffer for output '" + name + "' is " + dtype_name(d.dtype) + dims_str(d.dims) +
+                    "; the last run's output is " + dtype_name(want.dtype) + dims_str(want.dims) + " (output_shapes())");
+      check_device_memory(d, "the buffer for output '" + name + "'");
+    }
+    auto cs = static_cast<cudaStream_t>(caller);
+    // The buffers may be memory the caller's stream was still using (a stream-ordered
+    // allocator hands out blocks freed by work not yet run): write after that work.
+    stream_wait(stream, cs, io_ready);
+    Sig& S = *cur;
+    for (auto& [name, d] : outputs) {
+      if (!d.nbytes()) continue;
+      Value* v = nullptr;
+      for (Value* o : e.graph->outputs)
+        if (o->name == name) v = o;
+      int i = index.at(v);
+      if (v->constant) {
+        SHARDRT_CUDA_CHECK(
+            cudaMemcpyAsync(d.data, const_dev[size_t(i)].data, d.nbytes(), cudaMemcpyDeviceToDevice, stream));
+      } else if (S.has_host[size_t(i)] && (S.host_static[size_t(i)] || !S.on_dev[size_t(i)])) {
+        // A value the host computed (shape arithmetic): from pageable memory the call
+        // returns once the bytes are staged, so the host copy may change afterwards.
+        SHARDRT_CUDA_CHECK(
+            cudaMemcpyAsync(d.data, S.host[size_t(i)].raw(), d.nbytes(), cudaMemcpyHostToDevice, stream));
+      } else {
+        SHARDRT_CUDA_CHECK(cudaMemcpyAsync(d.data, S.dev[size_t(i)].data, d.nbytes(), cudaMemcpyDeviceToDevice, stream));
+      }
+    }
+    stream_wait(cs, stream, io_done);
+  }
+
+  std::map<std::string, DeviceTensor> outputs_device(void* caller) override {
+    DeviceGuard guard(res->device());
+    const int dev = res->device();
+    std::map<std::string, DeviceTensor> out;
+    for (auto& [name, desc] : output_shapes()) {
+      DeviceTensor t{desc.dtype, desc.dims, nullptr, dev, nullptr};
+      void* p = device_alloc(std::max<size_t>(t.nbytes(), 1), "the device buffer of output '" + name + "'");
+      // cudaFree waits for all work on the GPU: whatever stream last read the buffer is done.
+      t.owner = std::shared_ptr<void>(p, [dev](void* q) {
+        int prev = -1;
+        if (cudaGetDevice(&prev) == cudaSuccess && prev != dev) cudaSetDevice(dev);
+        cudaFree(q);
+        if (prev >= 0 && prev != dev) cudaSetDevice(prev);
+      });
+      t.data = p;
+      out.emplace(name, std::move(t));
+    }
+    outputs_to_device(out, caller);
+    return out;
+  }
+
  private:
+  // ---- device memory ----
+
+  // `t` must be device (or managed) memory of this context's GPU; `what` names it.
+  void check_device_memory(const DeviceTensor& t, const std::string& what) const {
+    const int dev = res->device();
+    if (t.device >= 0 && t.device != dev)
+      throw Error(what + " is on GPU " + std::to_string(t.device) + "; this context runs on GPU " + std::to_string(dev) +
+                  " (create the context while that GPU is current, or move the tensor to GPU " + std::to_string(dev) +
+                  ")");
+    if (!t.nbytes()) return;
+    if (!t.data) throw Error(what + " has a null data pointer");
+    cudaPointerAttributes a{};
+    cudaError_t err = cudaPointerGetAttributes(&a, t.data);
+    if (err != cudaSuccess) {
+      cudaGetLastError();  // not sticky: clear it
+      throw Error(what + ": its pointer is not memory CUDA knows (" + cuda_err(err) + ")");
+    }
+    if (a.type == cudaMemoryTypeManaged) return;
+    if (a.type != cudaMemoryTypeDevice)
+      throw Error(what + " is in host memory (" + (a.type == cudaMemoryTypeHost ? "pinned" : "pageable") +
+                  "), not in the memory of GPU " + std::to_string(dev) +
+                  " this context runs on; pass host tensors through set_inputs()/outputs()");
+    if (a.device != dev)
+      throw Error(what + " is on GPU " + std::to_string(a.device) + "; this context runs on GPU " + std::to_string(dev) +
+                  " (create the context while that GPU is current, or move the tensor to GPU " + std::to_string(dev) +
+                  ")");
+  }
+
+  // `waiting` waits for the work enqueued on `signal` so far (`ev` is reused: a wait
+  // captures the event's state when it is enqueued).
+  void stream_wait(cudaStream_t waiting, cudaStream_t signal, cudaEvent_t& ev) {
+    if (waiting == signal) return;
+    if (!ev) SHARDRT_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    SHARDRT_CUDA_CHECK(cudaEventRecord(ev, signal));
+    SHARDRT_CUDA_CHECK(cudaStreamWaitEvent(waiting, ev, 0));
+  }
+
+  // --check-numerics for inputs that arrived in device memory: scanned in their staging
+  // buffers (one synchronisation; a debugging mode).
+  void check_device_inputs_numerics() {
+    const Graph& g = *e.graph;
+    std::vector<size_t> scanned;
+    for (size_t i = 0; i < g.inputs.size(); ++i)
+      if (is_float(g.inputs[i]->dtype) && numel(input_dims[i])) scanned.push_back(i);
+    if (scanned.empty()) return;
+    ensure_buf(numerics_buf, scanned.size() * sizeof(DeviceNumerics), stream,
+               [] { return std::string("the --check-numerics counters"); });
+    auto* d = static_cast<DeviceNumerics*>(numerics_buf.p);
+    for (size_t j = 0; j < scanned.size(); ++j) {
+      size_t i = scanned[j];
+      enqueue_numerics_scan(g.inputs[i]->dtype, staging[i].p, numel(input_dims[i]), d + j, stream);
+    }
+    std::vector<DeviceNumerics> h(scanned.size());
+    SHARDRT_CUDA_CHECK(cudaMemcpyAsync(h.data(), d, h.size() * sizeof(DeviceNumerics), cudaMemcpyDeviceToHost, stream));
+    sync_stream();
+    for (size_t j = 0; j < scanned.size(); ++j) {
+      NumericsCount c{h[j].nan, h[j].inf, h[j].first == ~0ull ? int64_t(-1) : int64_t(h[j].first)};
+      size_t i = scanned[j];
+      if (c.bad()) throw Error(input_numerics_error(g.inputs[i]->name, g.inputs[i]->dtype, input_dims[i], c));
+    }
+  }
+
+  cudaEvent_t io_ready = nullptr;  // recorded on the caller's stream before device-memory I/O
+  cudaEvent_t io_done = nullptr;   // recorded on the context's stream after it
+
   // ---- signatures ----
 
   Sig& signature(const Dims& key, const std::string& label) {
@@ -860,6 +1079,21 @@ class CudaBackend final : public ExecBackend {
 
 std::unique_ptr<ExecBackend> make_cuda_backend(const Engine::Impl& e, dist::Communicator* comm) {
   return std::make_unique<cuda::CudaBackend>(e, comm);
+}
+
+void cuda_stream_wait(void* waiting, void* stream) {
+  if (waiting == stream) return;
+  auto w = static_cast<cudaStream_t>(waiting), s = static_cast<cudaStream_t>(stream);
+  // The event must belong to the recorded stream's GPU.
+  int dev = 0;
+  SHARDRT_CUDA_CHECK(cudaStreamGetDevice(s, &dev));
+  cuda::DeviceGuard guard(dev);
+  cudaEvent_t ev = nullptr;
+  SHARDRT_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  cudaError_t e1 = cudaEventRecord(ev, s);
+  cudaError_t e2 = e1 == cudaSuccess ? cudaStreamWaitEvent(w, ev, 0) : e1;
+  cudaEventDestroy(ev);  // released once the wait no longer needs it
+  if (e2 != cudaSuccess) throw Error("cuda_stream_wait: " + cuda::cuda_err(e2));
 }
 
 }  // namespace shardrt

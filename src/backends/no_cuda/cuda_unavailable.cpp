@@ -10,6 +10,7 @@ const char* kNoCuda = "this shardrt was built without CUDA; rebuild with -DSHARD
 }
 
 std::unique_ptr<ExecBackend> make_cuda_backend(const Engine::Impl&, dist::Communicator*) { throw Error(kNoCuda); }
+void cuda_stream_wait(void*, void*) { throw Error(kNoCuda); }
 
 namespace cuda {
 bool device_available() { return false; }
