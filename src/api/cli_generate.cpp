@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "dist/bootstrap.h"
@@ -237,16 +238,23 @@ struct StageLog {
 
 int cmd_generate(const GenerateArgs& a) {
   const std::string& path = a.path;
-  const bool from_checkpoint = serve::is_checkpoint_dir(path);
-  if (!from_checkpoint && !serve::is_decoder_engine_dir(path)) {
-    if (!fs::is_directory(path)) throw Error("'" + path + "' is not a folder: generate takes a checkpoint folder (with "
-                                             "config.json) or an engine folder written by `shardrt build MODEL_DIR`");
+  // A file is an ONNX decoder with past/present bindings (or an engine file built from one).
+  const bool from_file = serve::is_past_present_file(path);
+  const bool from_checkpoint = !from_file && serve::is_checkpoint_dir(path);
+  if (!from_file && !from_checkpoint && !serve::is_decoder_engine_dir(path)) {
+    if (!fs::is_directory(path)) throw Error("'" + path + "' does not exist: generate takes a checkpoint folder (with "
+                                             "config.json), an engine folder written by `shardrt build MODEL_DIR`, or an "
+                                             "ONNX decoder file with past_key_values inputs");
     throw Error("'" + path + "' has neither config.json (a Hugging Face checkpoint) nor manifest.json + decoder.json (an "
                 "engine folder written by `shardrt build MODEL_DIR -o DIR`)");
   }
   if (a.prompts.empty() && a.prompt_ids.empty()) throw Error("generate needs at least one --prompt or --prompt-ids");
   if (a.tp < 0 || a.dp < 0) throw Error("--tp and --dp take sizes >= 1");
   if (a.max_batch < 0) throw Error("--max-batch takes a count >= 1, got " + std::to_string(a.max_batch));
+  if (from_file && a.tp > 1)
+    throw Error("--tp " + std::to_string(a.tp) + ": '" + path + "' is an ONNX decoder, which runs whole on one rank "
+                "(data parallelism with --dp works); tensor parallelism needs a checkpoint folder or an engine folder "
+                "built from one");
 
   serve::DecoderEngineOptions eo;
   eo.max_batch = a.max_batch;
@@ -258,7 +266,17 @@ int cmd_generate(const GenerateArgs& a) {
   int64_t vocab = 0;
   std::vector<int64_t> eos;
   int tp = a.tp ? a.tp : 1;
-  if (from_checkpoint) {
+  // An ONNX decoder is built (or its engine file loaded) first: its vocabulary and cache
+  // size are in the engine's bindings. Every rank builds its own.
+  std::optional<serve::RankDecoder> file_rd;
+  double file_load_s = 0;
+  if (from_file) {
+    auto t0 = std::chrono::steady_clock::now();
+    file_rd = serve::load_past_present_decoder(path, eo);
+    file_load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    vocab = file_rd->info.vocab;
+    eos = file_rd->info.eos_token_ids;
+  } else if (from_checkpoint) {
     models::DecoderConfig cfg = models::read_decoder_config(path);
     vocab = cfg.vocab;
     eos = cfg.eos_token_ids;
@@ -271,7 +289,7 @@ int cmd_generate(const GenerateArgs& a) {
     vocab = info.vocab;
     eos = info.eos_token_ids;
   }
-  const std::string vocab_source = from_checkpoint ? "config.json" : "decoder.json";
+  const std::string vocab_source = from_file ? "the engine's logits" : from_checkpoint ? "config.json" : "decoder.json";
 
   // The mesh: dp groups of tp consecutive ranks.
   auto world = dist::communicator_from_env();
@@ -289,7 +307,8 @@ int cmd_generate(const GenerateArgs& a) {
 
   // Tokenizer: needed for text prompts; used for printing when there is one.
   std::string tok_path = a.tokenizer;
-  if (tok_path.empty() && has_tokenizer_files(path)) tok_path = path;
+  const std::string model_dir = from_file ? fs::path(path).parent_path().string() : path;
+  if (tok_path.empty() && has_tokenizer_files(model_dir.empty() ? "." : model_dir)) tok_path = model_dir.empty() ? "." : model_dir;
   std::optional<text::BpeTokenizer> tok;
   if (!tok_path.empty()) {
     try {
@@ -300,7 +319,7 @@ int cmd_generate(const GenerateArgs& a) {
                               tok_path.c_str(), e.what());
     }
   } else if (!a.prompts.empty()) {
-    throw Error("--prompt TEXT needs a tokenizer: '" + path + "' has no tokenizer.json (or vocab.json + merges.txt); "
+    throw Error("--prompt TEXT needs a tokenizer: '" + (from_file ? model_dir : path) + "' has no tokenizer.json (or vocab.json + merges.txt); "
                 "pass --tokenizer PATH, or give token ids with --prompt-ids");
   }
   if (tok && int64_t(tok->vocab_size()) > vocab)
@@ -336,7 +355,9 @@ int cmd_generate(const GenerateArgs& a) {
   go.pad_id = eos.empty() || eos[0] < 0 || eos[0] >= vocab ? 0 : eos[0];
   go.max_batch = a.max_batch;
   // Cheap checks first, on every rank alike (the engine's max-seq is checked again later).
-  if (!from_checkpoint) {
+  if (from_file) {
+    serve::check_prompts(prompts, all_indices, vocab, file_rd->info.max_seq, go.max_new_tokens);
+  } else if (!from_checkpoint) {
     serve::DecoderInfo info = serve::read_decoder_info(path);
     serve::check_prompts(prompts, all_indices, vocab, info.max_seq, go.max_new_tokens);
   } else {
@@ -350,12 +371,14 @@ int cmd_generate(const GenerateArgs& a) {
   StageLog stage(rank0 && from_checkpoint);
   eo.progress = [&](const std::string& s, int d, int t) { stage(s, d, t); };
   auto t_load = std::chrono::steady_clock::now();
-  serve::RankDecoder rd = from_checkpoint ? serve::build_rank_decoder(path, tp, mesh.tp_index(), eo)
-                                          : serve::load_rank_decoder(path, a.tp, mesh.tp_index(), eo);
-  double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  serve::RankDecoder rd = from_file         ? std::move(*file_rd)
+                          : from_checkpoint ? serve::build_rank_decoder(path, tp, mesh.tp_index(), eo)
+                                            : serve::load_rank_decoder(path, a.tp, mesh.tp_index(), eo);
+  double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count() + file_load_s;
   if (rank0)
     std::fprintf(stderr, "%s %s engine%s for %s in %.1f s (%s, max-batch %lld, max-seq %lld)\n",
-                 from_checkpoint ? "built" : "loaded", rd.info.family.c_str(), tp > 1 ? "s" : "", mesh.describe().c_str(),
+                 from_checkpoint || (from_file && fs::path(path).extension() == ".onnx") ? "built" : "loaded",
+                 rd.info.family.c_str(), tp > 1 ? "s" : "", mesh.describe().c_str(),
                  load_s, dtype_name(rd.info.dtype), static_cast<long long>(rd.info.max_batch),
                  static_cast<long long>(rd.info.max_seq));
   serve::DecoderSession session(rd.engine, ContextOptions{a.device, &mesh});
@@ -489,8 +512,9 @@ std::function<std::optional<int>()> add_generate_commands(CLI::App& app, CLI::Ap
                                             "most 4096)");
   build->add_option("--dtype", *bdtype, "decoder checkpoint: fp32, fp16 or bf16 (default: the checkpoint's)");
 
-  auto* g = app.add_subcommand("generate", "generate text with a decoder checkpoint or engine folder (docs/generate.md)");
-  g->add_option("model", ga->path, "checkpoint folder (config.json + safetensors) or engine folder from `shardrt build`")
+  auto* g = app.add_subcommand("generate", "generate text with a decoder checkpoint, engine folder or ONNX file (docs/generate.md)");
+  g->add_option("model", ga->path, "checkpoint folder (config.json + safetensors), engine folder from `shardrt build`, "
+                                  "or ONNX decoder file with past_key_values inputs")
       ->required();
   auto* o_prompt = g->add_option("--prompt", ga->prompts, "prompt text (repeatable; needs a tokenizer)")->allow_extra_args(false);
   auto* o_ids = g->add_option("--prompt-ids", ga->prompt_ids, "prompt as token ids 1,2,3 (repeatable)")->allow_extra_args(false);

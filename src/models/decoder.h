@@ -14,6 +14,10 @@
 //                             token s of row b sits at position past_lens[b] + s
 //   last_index [B]    int64   which of the S tokens of row b the logits are for
 //   logits     [B, V] fp32    next-token logits (the whole vocabulary on every rank)
+//   next_token [B]    int64   the greedy choice: ArgMax of logits (the first maximum on
+//                             ties, as torch.argmax), so that greedy decoding copies B ids
+//                             to the host instead of B × V floats (engines built before it
+//                             existed lack it; the session then takes the argmax itself)
 #pragma once
 #include <cstdint>
 #include <map>
@@ -30,6 +34,7 @@ inline constexpr const char* kInputIds = "input_ids";
 inline constexpr const char* kPastLens = "past_lens";
 inline constexpr const char* kLastIndex = "last_index";
 inline constexpr const char* kLogits = "logits";
+inline constexpr const char* kNextToken = "next_token";
 
 // What config.json says (the fields shardrt uses); errors name the file and the field.
 struct DecoderConfig {

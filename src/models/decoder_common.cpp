@@ -207,6 +207,13 @@ void logits_head(Network& net, ITensor h, ITensor lm_head, int64_t vocab, int tp
   }
   if (net.dtype_of(logits) != DType::F32) logits = net.cast(logits, DType::F32, "lm_head/fp32");
   net.output(logits, kLogits);
+  // Greedy selection on the device: select_last_index 0 keeps the first maximum, as
+  // torch.argmax and the host sampler (serve/sampler.h) do.
+  Network::Attrs a;
+  a.i["axis"] = -1;
+  a.i["keepdims"] = 0;
+  a.i["select_last_index"] = 0;
+  net.output(net.op("ArgMax", {logits}, a, 1, "lm_head/argmax")[0], kNextToken);
 }
 
 int64_t check_build(const DecoderConfig& cfg, const DecoderBuildOptions& o) {

@@ -85,7 +85,8 @@ ITensor cached_attention(Network& net, ITensor qkv, ITensor past_lens, ITensor i
 // last_index, then GatherElements along S) ...
 ITensor last_token(Network& net, ITensor hidden, ITensor last_index, int64_t hidden_size);
 // ... then the LM head (`lm_head`: this rank's [V_local, H] vocabulary rows) → AllGather of
-// the vocabulary chunks (tp_size > 1; `vocab` in all) → fp32 → output "logits" [B, V].
+// the vocabulary chunks (tp_size > 1; `vocab` in all) → fp32 → output "logits" [B, V],
+// and its ArgMax → output "next_token" [B] int64.
 void logits_head(Network& net, ITensor h, ITensor lm_head, int64_t vocab, int tp_size);
 
 // Checks shared by both families (max_seq against positions and sliding windows, head counts

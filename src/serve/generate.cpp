@@ -11,7 +11,10 @@
 
 #include "dist/communicator.h"
 #include "dist/mesh.h"
+#include "ir/graph.h"
 #include "models/decoder.h"
+#include "onnx/importer.h"
+#include "serve/past_present.h"
 #include "serve/decoder_session.h"
 #include "shardrt/network.h"
 #include "util/hash.h"
@@ -189,6 +192,90 @@ RankDecoder load_rank_decoder(const std::string& dir, int tp_asked, int tp_index
   return {std::move(e), info};
 }
 
+namespace {
+
+constexpr int64_t kOnnxDefaultMaxSeq = 512;
+// Prompt tokens per step of an ONNX decoder's prefill: bounds the step's [B, S, V] logits
+// (and attention scores) that the profiles let the engine size its buffers for.
+constexpr int64_t kOnnxPrefillChunk = 64;
+
+// eos / bos ids from config.json and generation_config.json beside an ONNX file (optimum
+// writes them there); none when absent.
+void side_config_ids(const fs::path& dir, DecoderInfo& info) {
+  for (const char* f : {"config.json", "generation_config.json"}) {
+    fs::path p = dir / f;
+    if (!fs::is_regular_file(p)) continue;
+    try {
+      std::ifstream in(p);
+      json j = json::parse(in);
+      if (j.contains("eos_token_id")) {
+        const json& e = j["eos_token_id"];
+        std::vector<int64_t> ids;
+        if (e.is_number_integer()) ids.push_back(e.get<int64_t>());
+        else if (e.is_array())
+          for (auto& x : e) ids.push_back(x.get<int64_t>());
+        for (int64_t id : ids)
+          if (std::find(info.eos_token_ids.begin(), info.eos_token_ids.end(), id) == info.eos_token_ids.end())
+            info.eos_token_ids.push_back(id);
+      }
+      if (info.bos_token_id < 0 && j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
+        info.bos_token_id = j["bos_token_id"].get<int64_t>();
+    } catch (const std::exception& e) {
+      throw Error(p.string() + ": " + e.what());
+    }
+  }
+}
+
+}  // namespace
+
+bool is_past_present_file(const std::string& path) { return fs::is_regular_file(path); }
+
+RankDecoder load_past_present_decoder(const std::string& path, const DecoderEngineOptions& o) {
+  if (o.dtype)
+    throw Error(std::string("--dtype ") + dtype_name(*o.dtype) + ": '" + path + "' is an ONNX decoder, which runs in "
+                "its file's precision (--dtype applies to checkpoint folders)");
+  if (o.max_batch < 0) throw Error("--max-batch takes a count >= 1, got " + std::to_string(o.max_batch));
+  if (o.max_seq < 0) throw Error("--max-seq takes a count >= 1, got " + std::to_string(o.max_seq));
+  const bool onnx = fs::path(path).extension() == ".onnx";
+  std::optional<Engine> engine;
+  if (onnx) {
+    if (o.progress) o.progress("import", 0, 1);
+    Graph g = import_onnx_file(path);
+    const int64_t max_batch = o.max_batch ? o.max_batch : 8, max_seq = o.max_seq ? o.max_seq : kOnnxDefaultMaxSeq;
+    BuildConfig bc;
+    bc.device = o.device.empty() ? "cpu" : o.device;
+    bc.shapes = past_present_profiles(g, max_batch, max_seq, std::min(kOnnxPrefillChunk, max_seq));
+    bc.progress = o.progress;
+    engine.emplace(build_engine_from_graph(std::move(g), bc));
+  } else {
+    engine.emplace(Engine::load(path));
+    for (const Binding& b : engine->inputs())
+      if (b.name == models::kPastLens)
+        throw Error("'" + path + "' is one rank's engine of a decoder checkpoint: pass the engine folder that holds "
+                    "it (with manifest.json and decoder.json)");
+  }
+  PastPresentLayout L = read_past_present_layout(*engine);
+  if (!onnx) {
+    if (o.max_seq && o.max_seq != L.max_seq)
+      throw Error("--max-seq " + std::to_string(o.max_seq) + ": engine file '" + path + "' holds " +
+                  std::to_string(L.max_seq) + " cache positions (its profiles); rebuild it to change them");
+    if (o.max_batch > L.max_batch)
+      throw Error("--max-batch " + std::to_string(o.max_batch) + ": engine file '" + path + "' takes " +
+                  std::to_string(L.max_batch) + " rows per step (its profiles)");
+  }
+  DecoderInfo info;
+  info.family = "onnx";
+  info.model = fs::path(path).filename().string();
+  info.vocab = L.vocab;
+  info.max_positions = L.max_seq;
+  info.tp = 1;
+  info.max_batch = L.max_batch;
+  info.max_seq = L.max_seq;
+  info.dtype = L.cache_dtype;
+  side_config_ids(fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path(), info);
+  return {std::move(*engine), info};
+}
+
 Manifest build_decoder_engine_dir(const std::string& model_dir, const std::string& out_dir, int tp,
                                   const DecoderEngineOptions& o, const std::function<void(const std::string&)>& log) {
   if (tp < 1) throw Error("--tp takes a size >= 1, got " + std::to_string(tp));
@@ -273,17 +360,25 @@ std::vector<PromptResult> generate_prompts(DecoderSession& session, const std::v
       rngs.push_back(prompt_rng(o.seed, uint64_t(res[r].index)));
       st.prefill_tokens += int64_t(batch[r].size());
     }
+    // Greedy steps fetch only the chosen ids (the argmax on the device where the engine
+    // has it); sampling reads the logits.
+    const bool greedy = o.sampling.greedy();
+    Tensor logits;
+    const std::vector<int64_t>* chosen = nullptr;
     auto t0 = clock::now();
-    Tensor logits = session.prefill(batch);
+    if (greedy) chosen = &session.prefill_greedy(batch);
+    else logits = session.prefill(batch);
     st.prefill_ms += ms_since(t0);
-    const int64_t V = logits.dim(1);
+    const int64_t V = session.vocab();
     std::vector<char> done(rows, 0);
     std::vector<int64_t> tokens(rows, o.pad_id);
     auto td = clock::now();
     for (int64_t step = 0;; ++step) {
       if (chooser)
         for (size_t r = 0; r < rows; ++r)
-          tokens[r] = done[r] ? o.pad_id : sample_token(logits.data<float>() + int64_t(r) * V, V, o.sampling, rngs[r]);
+          tokens[r] = done[r]  ? o.pad_id
+                      : greedy ? (*chosen)[r]
+                               : sample_token(logits.data<float>() + int64_t(r) * V, V, o.sampling, rngs[r]);
       // Every rank of the group feeds the same tokens to its engine (its collectives need
       // matching shapes and its KV cache the same history): rank 0's choice is the group's.
       if (tp_group && tp_group->size() > 1)
@@ -300,7 +395,8 @@ std::vector<PromptResult> generate_prompts(DecoderSession& session, const std::v
         live += !done[r];
       }
       if (!live) break;
-      logits = session.decode(tokens);
+      if (greedy) chosen = &session.decode_greedy(tokens);
+      else logits = session.decode(tokens);
     }
     if (!prompts.empty()) st.decode_ms += ms_since(td);
     for (auto& r : res) {

@@ -25,7 +25,7 @@ class DecoderSession;
 // decoder.json of an engine folder: what generation needs of the checkpoint's config.json
 // (and generation_config.json) once the checkpoint itself is gone.
 struct DecoderInfo {
-  std::string family;  // "gpt2" | "llama"
+  std::string family;  // "gpt2" | "llama" | "onnx"
   std::string model;   // the checkpoint folder's name
   int64_t vocab = 0;
   std::vector<int64_t> eos_token_ids;
@@ -64,6 +64,17 @@ RankDecoder build_rank_decoder(const std::string& model_dir, int tp, int tp_inde
 RankDecoder load_rank_decoder(const std::string& dir, int tp_asked, int tp_index, const DecoderEngineOptions& o);
 // The tp size of engine folder `dir` (its manifest), checked to be a decoder's.
 int decoder_engine_dir_tp(const std::string& dir);
+
+// True when `path` is a file (not a folder): an ONNX decoder exported with its KV cache in
+// the bindings (serve/past_present.h), or an engine file built from one.
+bool is_past_present_file(const std::string& path);
+// Its engine: a .onnx file is imported and built in memory with profiles for
+// o.max_batch rows (default 8), o.max_seq cache positions (default 512) and prompt chunks
+// of up to 64 tokens; another file is loaded as an engine file (its profiles must fit the
+// options: max-batch may only lower its rows, max-seq only equal or lower its positions).
+// o.dtype is refused (the file's precision is the model's). eos and bos ids come from
+// config.json / generation_config.json beside the file when they exist.
+RankDecoder load_past_present_decoder(const std::string& path, const DecoderEngineOptions& o);
 
 // `shardrt build MODEL_DIR -o DIR --tp N`: one engine per tp rank (rank<t>.engine) with
 // manifest.json (mesh dp=1, tp=N; plan source "checkpoint"), decoder.json, and copies of the

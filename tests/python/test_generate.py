@@ -248,6 +248,29 @@ def test_engine_folder_single_rank(checkpoints, engine_dirs, family):
     check_greedy(model, PROMPTS, doc, 48, f"{family} engine folder")
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_device_argmax_and_host_argmax_agree(checkpoints, engine_dirs, family):
+    """Greedy steps fetch the engine's next_token (ArgMax in the graph); SHARDRT_HOST_ARGMAX=1
+    fetches the logits and takes the argmax on the host, as for engines built before
+    next_token existed. Same tokens, and transformers' tokens."""
+    model, _ = checkpoints[family]
+    eng = engine_dirs(family, 1)
+    r = call(["inspect", eng / "rank0.engine", "--json"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    outs = {b["name"]: b for b in json.loads(r.stdout)["bindings"]["outputs"]}
+    assert outs["next_token"]["dtype"] == "int64" and outs["next_token"]["dims"] == ["batch"]
+    args = ["generate", eng, "--json", "--max-new-tokens", 40, "--no-stop", *DEVICE_ARGS]
+    for p in PROMPTS:
+        args += ["--prompt-ids", ",".join(map(str, p))]
+    docs = []
+    for env in ({}, {"SHARDRT_HOST_ARGMAX": "1"}):
+        r = call(args, env_extra=env)
+        assert r.returncode == 0, f"generate failed ({env}):\n{r.stderr[-3000:]}"
+        docs.append(json.loads(r.stdout))
+    assert sampled_ids(docs[0]) == sampled_ids(docs[1])
+    check_greedy(model, PROMPTS, docs[0], 40, f"{family} device argmax")
+
+
 @needs_mpi
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 @pytest.mark.parametrize("n", [2, 4])
