@@ -20,7 +20,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from . import _C
-from ._dlpack import from_host, to_host
+from ._dlpack import run_context
 from ._input import Input
 from ._settings import CompileSettings, parse_settings
 
@@ -34,7 +34,7 @@ class CompiledModule(torch.nn.Module):
 
     def __init__(self, engine, input_names: Sequence[str], output_names: Sequence[str], out_spec: Any,
                  device: str, arg_is_tensor: Sequence[bool], kwarg_names: Sequence[str] = (), comm: Any = None,
-                 run_device: str = "cpu", compile_seconds: float = 0.0):
+                 run_device: str = "cpu", compile_seconds: float = 0.0, cuda_index: int | None = None):
         super().__init__()
         self.engine = engine
         self.input_names = list(input_names)
@@ -47,7 +47,7 @@ class CompiledModule(torch.nn.Module):
         self.run_device = run_device
         self.compile_seconds = compile_seconds
         self._bound = {b["name"] for b in engine.inputs}
-        self.context = _C.ExecutionContext(engine, device=run_device, comm=comm)
+        self.context = _new_context(engine, run_device, comm, cuda_index)
 
     def _flat_inputs(self, args, kwargs) -> list:
         if len(args) > len(self.arg_is_tensor):
@@ -68,10 +68,10 @@ class CompiledModule(torch.nn.Module):
         flat = self._flat_inputs(args, kwargs)
         if len(flat) != len(self.input_names):
             raise TypeError(f"shardrt: expected {len(self.input_names)} tensor inputs, got {len(flat)}")
-        # The host tensors stay referenced (in `feed`) until run() returns: the engine borrows them.
-        feed = {n: to_host(t) for n, t in zip(self.input_names, flat) if n in self._bound}
-        outs = self.context.run(feed)
-        tensors = [from_host(outs[n], self.device) for n in self.output_names]
+        # CUDA tensors stay on the GPU when the context runs there (the current torch stream
+        # orders the run); otherwise the engine borrows host tensors (see _dlpack.py).
+        feed = {n: t for n, t in zip(self.input_names, flat) if n in self._bound}
+        tensors = run_context(self.context, feed, self.output_names, self.device)
         if self.out_spec is None:
             return tensors[0] if len(tensors) == 1 else tuple(tensors)
         return pytree.tree_unflatten(tensors, self.out_spec)
@@ -79,6 +79,15 @@ class CompiledModule(torch.nn.Module):
     def extra_repr(self) -> str:
         return (f"inputs={self.input_names}, outputs={self.output_names}, device={self.device!r}, "
                 f"layers={self.engine.layer_count}")
+
+
+def _new_context(engine, run_device: str, comm: Any, cuda_index: int | None):
+    """An ExecutionContext; on "cuda" created on GPU `cuda_index` (the inputs' GPU; None: the
+    current one), since a context runs on the GPU current when it is created."""
+    if run_device == "cuda" and cuda_index is not None:
+        with torch.cuda.device(cuda_index):
+            return _C.ExecutionContext(engine, device=run_device, comm=comm)
+    return _C.ExecutionContext(engine, device=run_device, comm=comm)
 
 
 class _Positional(torch.nn.Module):
@@ -181,12 +190,15 @@ def _compile_onnx(module, args: list, kwargs: dict, s: CompileSettings) -> Compi
     out_names = [b["name"] for b in engine.outputs]
     if len(out_names) != len(flat):
         spec = None  # the exporter dropped or added outputs: hand back what the engine makes
+    cuda_index = in_device.index if in_device is not None and in_device.type == "cuda" else None
     return CompiledModule(engine, [x.name for x in specs], out_names, spec, device, arg_is_tensor, kwarg_names,
-                          run_device=_run_device(device), compile_seconds=time.perf_counter() - t0)
+                          run_device=_run_device(device), compile_seconds=time.perf_counter() - t0,
+                          cuda_index=cuda_index)
 
 
 def _run_device(device: str) -> str:
     # Without a CUDA build the engine runs on the CPU; CUDA tensors are staged through the host.
+    # With one, CUDA tensors go to the engine in place (_dlpack.run_cuda).
     return "cuda" if device == "cuda" and _C.with_cuda else "cpu"
 
 

@@ -1,6 +1,7 @@
 // The `shardrt._C` extension module: the C++ API as the Python package uses it. One file
 // per topic (tensors and DLPack, networks, engines and contexts, communicators).
 #include "py_common.h"
+#include "py_dlpack.h"
 #include "shardrt/engine.h"
 
 PYBIND11_MODULE(_C, m) {
@@ -8,6 +9,7 @@ PYBIND11_MODULE(_C, m) {
   namespace py = shardrt::py;
   pybind11::register_exception<shardrt::Error>(m, "Error", PyExc_RuntimeError);
   py::init_tensor(m);
+  py::init_device(m);
   py::init_network(m);
   py::init_engine(m);
   py::init_dist(m);

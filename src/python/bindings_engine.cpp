@@ -4,6 +4,7 @@
 
 #include "dist/communicator.h"
 #include "py_common.h"
+#include "py_dlpack.h"
 #include "py_network.h"
 #include "shardrt/engine.h"
 
@@ -52,6 +53,78 @@ pyb::dict outputs_to_py(std::map<std::string, Tensor>&& outs) {
   pyb::dict d;
   for (auto& [k, t] : outs) d[pyb::str(k)] = wrap_tensor(std::move(t));
   return d;
+}
+
+// ---- CUDA arrays ----
+
+// Whether the inputs are CUDA arrays (all of them) or host arrays (all of them); a mix is
+// refused, naming one of each.
+bool inputs_on_device(const pyb::dict& inputs) {
+  std::string on_dev, on_host;
+  for (auto [k, v] : inputs) (is_cuda_array(v) ? on_dev : on_host) = pyb::str(k);
+  if (!on_dev.empty() && !on_host.empty())
+    throw pyb::value_error("shardrt: input '" + on_dev + "' is in CUDA memory but input '" + on_host +
+                           "' is not; pass all inputs on the GPU or all on the host");
+  return !on_dev.empty();
+}
+
+// CUDA inputs for `ctx`, borrowed with the stream protocol; a context on the CPU refuses them
+// before any producer is asked for its memory.
+std::map<std::string, DeviceTensor> device_inputs_from_py(const ExecutionContext& ctx, const pyb::dict& inputs,
+                                                          int64_t stream) {
+  if (ctx.cuda_device() < 0)
+    for (auto [k, v] : inputs)
+      throw pyb::value_error("shardrt: input '" + std::string(pyb::str(k)) +
+                             "' is in CUDA memory but this ExecutionContext runs on \"cpu\"; copy it to the host "
+                             "(tensor.cpu()) or create the context with device=\"cuda\"");
+  std::map<std::string, DeviceTensor> r;
+  for (auto [k, v] : inputs) {
+    std::string name = pyb::str(k);
+    r[name] = borrow_device_tensor(v, "input '" + name + "'", stream);
+  }
+  return r;
+}
+
+pyb::dict output_shapes_to_py(const std::map<std::string, TensorDesc>& shapes) {
+  pyb::dict d;
+  for (auto& [k, x] : shapes) d[pyb::str(k)] = pyb::make_tuple(py_dtype_name(x.dtype), pyb::tuple(pyb::cast(x.dims)));
+  return d;
+}
+
+// The last run's outputs in device memory. `outputs`: None (shardrt allocates DeviceTensors),
+// a dict of CUDA arrays to fill (any subset of the outputs), or a callable
+// (name, shape, dtype) -> CUDA array that allocates each output's buffer, e.g. torch.empty.
+pyb::dict device_outputs_to_py(ExecutionContext& ctx, const pyb::object& outputs, int64_t stream) {
+  if (outputs.is_none()) {
+    std::map<std::string, DeviceTensor> outs;
+    {
+      pyb::gil_scoped_release nogil;
+      outs = ctx.outputs_device(stream_ptr(stream));
+    }
+    pyb::dict d;
+    for (auto& [k, t] : outs) d[pyb::str(k)] = wrap_device_tensor(std::move(t), stream);
+    return d;
+  }
+  pyb::dict bufs;
+  if (pyb::isinstance<pyb::dict>(outputs)) {
+    bufs = pyb::reinterpret_borrow<pyb::dict>(outputs);
+  } else if (PyCallable_Check(outputs.ptr())) {
+    for (auto& [name, x] : ctx.output_shapes())
+      bufs[pyb::str(name)] = outputs(name, pyb::tuple(pyb::cast(x.dims)), py_dtype_name(x.dtype));
+  } else {
+    throw pyb::type_error("shardrt: outputs must be None, a dict of CUDA arrays to fill, or a callable "
+                          "(name, shape, dtype) -> CUDA array");
+  }
+  std::map<std::string, DeviceTensor> into;
+  for (auto [k, v] : bufs) {
+    std::string name = pyb::str(k);
+    into[name] = borrow_device_tensor(v, "the buffer for output '" + name + "'", stream);
+  }
+  {
+    pyb::gil_scoped_release nogil;
+    ctx.outputs_to_device(into, stream_ptr(stream));
+  }
+  return bufs;
 }
 
 }  // namespace
@@ -131,9 +204,24 @@ void init_engine(pyb::module_& m) {
            // The context borrows the engine and the communicator: both live as long as it.
            pyb::keep_alive<1, 2>(), pyb::keep_alive<1, 4>())
       .def_property_readonly("device", &ExecutionContext::device)
+      .def_property_readonly("cuda_device", &ExecutionContext::cuda_device,
+                             "The GPU (CUDA ordinal) this context runs on; -1 on the CPU.")
       .def(
           "run",
-          [](ExecutionContext& ctx, const pyb::dict& inputs) {
+          [](ExecutionContext& ctx, const pyb::dict& inputs, const pyb::object& stream, const pyb::object& outputs) {
+            if (inputs_on_device(inputs)) {
+              int64_t s = stream_from_py(stream);
+              std::map<std::string, DeviceTensor> in = device_inputs_from_py(ctx, inputs, s);
+              {
+                pyb::gil_scoped_release nogil;
+                ctx.set_inputs_device(in, stream_ptr(s));
+                ctx.execute();
+              }
+              in.clear();  // the caller's stream is ordered after the input copies
+              return device_outputs_to_py(ctx, outputs, s);
+            }
+            if (!outputs.is_none())
+              throw pyb::value_error("shardrt: outputs= is for CUDA inputs; host runs return HostTensors");
             // The borrowed inputs are released after the GIL is back (their deleters need it
             // anyway, but releasing here keeps it cheap).
             std::map<std::string, Tensor> in = inputs_from_py(inputs);
@@ -144,14 +232,39 @@ void init_engine(pyb::module_& m) {
             }
             return outputs_to_py(std::move(out));
           },
-          pyb::arg("inputs"),
-          "Runs with host arrays by name (borrowed, not copied); returns HostTensors by name.")
-      .def("set_inputs",
-           [](ExecutionContext& ctx, const pyb::dict& inputs) {
-             std::map<std::string, Tensor> in = inputs_from_py(inputs);
-             pyb::gil_scoped_release nogil;
-             ctx.set_inputs(in);
-           })
+          pyb::arg("inputs"), pyb::kw_only(), pyb::arg("stream") = pyb::none(), pyb::arg("outputs") = pyb::none(),
+          "Runs with arrays by name. Host arrays (borrowed, not copied): returns HostTensors by name. CUDA arrays "
+          "(a context on 'cuda'; borrowed through DLPack with the caller's `stream`, copied on the GPU into the "
+          "engine's input buffers): returns the outputs in GPU memory, ordered before `stream` (None: the legacy "
+          "default stream; pass torch.cuda.current_stream().cuda_stream), as DeviceTensors, or in the caller's "
+          "buffers given by `outputs` (a dict of CUDA arrays, or a callable (name, shape, dtype) -> CUDA array).")
+      .def(
+          "set_inputs",
+          [](ExecutionContext& ctx, const pyb::dict& inputs, const pyb::object& stream) {
+            if (inputs_on_device(inputs)) {
+              int64_t s = stream_from_py(stream);
+              std::map<std::string, DeviceTensor> in = device_inputs_from_py(ctx, inputs, s);
+              pyb::gil_scoped_release nogil;
+              ctx.set_inputs_device(in, stream_ptr(s));
+              return;
+            }
+            std::map<std::string, Tensor> in = inputs_from_py(inputs);
+            pyb::gil_scoped_release nogil;
+            ctx.set_inputs(in);
+          },
+          pyb::arg("inputs"), pyb::kw_only(), pyb::arg("stream") = pyb::none(),
+          "Host arrays, or CUDA arrays ordered after `stream` (as run()).")
+      .def(
+          "output_shapes", [](ExecutionContext& ctx) { return output_shapes_to_py(ctx.output_shapes()); },
+          "After execute() (contexts on 'cuda'): {name: (dtype, shape)} of the last run's outputs, without "
+          "waiting for the GPU.")
+      .def(
+          "outputs_device",
+          [](ExecutionContext& ctx, const pyb::object& stream, const pyb::object& outputs) {
+            return device_outputs_to_py(ctx, outputs, stream_from_py(stream));
+          },
+          pyb::kw_only(), pyb::arg("stream") = pyb::none(), pyb::arg("outputs") = pyb::none(),
+          "The last run's outputs in GPU memory, ordered before `stream` (as run() returns them for CUDA inputs).")
       .def("execute", &ExecutionContext::execute, pyb::call_guard<pyb::gil_scoped_release>())
       .def("synchronize", &ExecutionContext::synchronize, pyb::call_guard<pyb::gil_scoped_release>())
       .def("outputs",

@@ -3,8 +3,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "dlpack.h"
-#include "py_common.h"
+#include "py_dlpack.h"
 #include "shardrt/engine.h"
 
 namespace shardrt::py {
@@ -42,8 +41,6 @@ DType dtype_from_py(const pyb::handle& h) {
                         "' (float32, float16, bfloat16, float64, int64, int32, int8, uint8, bool)");
 }
 
-namespace {
-
 DType dtype_from_dl(DLDataType t, const std::string& what) {
   if (t.lanes == 1) {
     if (t.code == kDLFloat && t.bits == 32) return DType::F32;
@@ -76,7 +73,6 @@ DLDataType dl_from_dtype(DType t) {
   throw Error("shardrt: an undefined tensor has no DLPack dtype");
 }
 
-// Row-major contiguity, ignoring the strides of dims of size 1 (as every framework does).
 bool is_contiguous(const int64_t* shape, const int64_t* strides, int ndim, int64_t elem_stride_unit) {
   if (!strides) return true;
   int64_t expect = elem_stride_unit;
@@ -86,6 +82,13 @@ bool is_contiguous(const int64_t* shape, const int64_t* strides, int ndim, int64
   }
   return true;
 }
+
+std::pair<int, int> dlpack_device_of(const pyb::handle& obj) {
+  if (!pyb::hasattr(obj, "__dlpack_device__")) return {kDLCPU, 0};
+  return obj.attr("__dlpack_device__")().cast<std::pair<int, int>>();
+}
+
+namespace {
 
 Tensor borrow_dlpack(const pyb::handle& obj, const std::string& what) {
   if (pyb::hasattr(obj, "__dlpack_device__")) {
@@ -148,11 +151,15 @@ Tensor borrow_buffer(const pyb::handle& obj, const std::string& what) {
   return Tensor(dt, Dims(info.shape.begin(), info.shape.end()), info.ptr, std::move(owner));
 }
 
-// What HostTensor's capsule owns: the tensor (sharing its buffer) and its shape.
+}  // namespace
+
+// What an exported capsule owns: a reference to the memory's owner, and the shape.
 struct ExportCtx {
-  Tensor t;
+  std::shared_ptr<void> keep;
   std::vector<int64_t> shape;
 };
+
+namespace {
 
 void versioned_capsule_destructor(PyObject* cap) {
   if (PyCapsule_IsValid(cap, "dltensor_versioned")) {
@@ -169,53 +176,68 @@ void capsule_destructor(PyObject* cap) {
   }
 }
 
-// The DLTensor of an exported host tensor: contiguous, on the CPU, its shape kept by `ctx`.
-void fill_dl_tensor(DLTensor& d, ExportCtx& ctx) {
-  d.data = ctx.t.numel() ? const_cast<void*>(ctx.t.raw()) : nullptr;
-  d.device = {kDLCPU, 0};
+// The DLTensor of an exported tensor: contiguous, its shape kept by `ctx`.
+void fill_dl_tensor(DLTensor& d, ExportCtx& ctx, void* data, DLDevice dev, DType dt) {
+  d.data = data;
+  d.device = dev;
   d.ndim = int32_t(ctx.shape.size());
-  d.dtype = dl_from_dtype(ctx.t.dtype());
+  d.dtype = dl_from_dtype(dt);
   d.shape = ctx.shape.data();
   d.strides = nullptr;
   d.byte_offset = 0;
 }
 
-// DLPack 1.0: writable (numpy honours the flag), for consumers that ask with max_version.
-pyb::capsule to_versioned_capsule(const Tensor& t, bool is_copy) {
-  auto* ctx = new ExportCtx{t, t.dims()};
-  auto* m = new DLManagedTensorVersioned{};
-  m->version = {1, 0};
-  m->flags = is_copy ? 2u : 0u;
-  fill_dl_tensor(m->dl_tensor, *ctx);
-  m->manager_ctx = ctx;
-  m->deleter = [](DLManagedTensorVersioned* self) {
-    delete static_cast<ExportCtx*>(self->manager_ctx);
-    delete self;
-  };
-  PyObject* cap = PyCapsule_New(m, "dltensor_versioned", versioned_capsule_destructor);
-  if (!cap) {
-    m->deleter(m);
-    throw pyb::error_already_set();
+}  // namespace
+
+pyb::capsule export_dlpack(void* data, DLDevice dev, DType dt, const Dims& dims, std::shared_ptr<void> keep,
+                           bool versioned, bool is_copy) {
+  auto* ctx = new ExportCtx{std::move(keep), dims};
+  if (!numel(dims)) data = nullptr;
+  PyObject* cap = nullptr;
+  if (versioned) {
+    // DLPack 1.0: writable (numpy honours the flag), for consumers that ask with max_version.
+    auto* m = new DLManagedTensorVersioned{};
+    m->version = {1, 0};
+    m->flags = is_copy ? 2u : 0u;
+    m->manager_ctx = ctx;
+    m->deleter = [](DLManagedTensorVersioned* self) {
+      delete static_cast<ExportCtx*>(self->manager_ctx);
+      delete self;
+    };
+    try {
+      fill_dl_tensor(m->dl_tensor, *ctx, data, dev, dt);
+    } catch (...) {
+      m->deleter(m);
+      throw;
+    }
+    cap = PyCapsule_New(m, "dltensor_versioned", versioned_capsule_destructor);
+    if (!cap) {
+      m->deleter(m);
+      throw pyb::error_already_set();
+    }
+  } else {
+    auto* m = new DLManagedTensor{};
+    m->manager_ctx = ctx;
+    m->deleter = [](DLManagedTensor* self) {
+      delete static_cast<ExportCtx*>(self->manager_ctx);
+      delete self;
+    };
+    try {
+      fill_dl_tensor(m->dl_tensor, *ctx, data, dev, dt);
+    } catch (...) {
+      m->deleter(m);
+      throw;
+    }
+    cap = PyCapsule_New(m, "dltensor", capsule_destructor);
+    if (!cap) {
+      m->deleter(m);
+      throw pyb::error_already_set();
+    }
   }
   return pyb::reinterpret_steal<pyb::capsule>(cap);
 }
 
-pyb::capsule to_capsule(const Tensor& t) {
-  auto* ctx = new ExportCtx{t, t.dims()};
-  auto* m = new DLManagedTensor{};
-  fill_dl_tensor(m->dl_tensor, *ctx);
-  m->manager_ctx = ctx;
-  m->deleter = [](DLManagedTensor* self) {
-    delete static_cast<ExportCtx*>(self->manager_ctx);
-    delete self;
-  };
-  PyObject* cap = PyCapsule_New(m, "dltensor", capsule_destructor);
-  if (!cap) {
-    m->deleter(m);
-    throw pyb::error_already_set();
-  }
-  return pyb::reinterpret_steal<pyb::capsule>(cap);
-}
+namespace {
 
 // The output type: a host tensor the caller can hand to torch.from_dlpack / np.from_dlpack.
 struct HostTensor {
@@ -255,10 +277,9 @@ void init_tensor(pyb::module_& m) {
           [](const HostTensor& h, const pyb::object& stream, const pyb::object& max_version,
              const pyb::object& dl_device, const pyb::object& copy) {
             bool do_copy = !copy.is_none() && copy.cast<bool>();
-            Tensor t = do_copy ? h.t.clone() : h.t;
-            if (!max_version.is_none() && max_version.cast<std::pair<int, int>>().first >= 1)
-              return to_versioned_capsule(t, do_copy);
-            return to_capsule(t);
+            auto t = std::make_shared<Tensor>(do_copy ? h.t.clone() : h.t);
+            bool versioned = !max_version.is_none() && max_version.cast<std::pair<int, int>>().first >= 1;
+            return export_dlpack(t->raw(), DLDevice{kDLCPU, 0}, t->dtype(), t->dims(), t, versioned, do_copy);
           },
           pyb::kw_only(), pyb::arg("stream") = pyb::none(), pyb::arg("max_version") = pyb::none(),
           pyb::arg("dl_device") = pyb::none(), pyb::arg("copy") = pyb::none())

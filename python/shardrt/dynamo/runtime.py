@@ -5,13 +5,14 @@ from typing import Any, Optional
 
 import torch
 
+from .._dlpack import run_context
 from ._binding import native
 
 
 class ShardrtModule(torch.nn.Module):
     """Runs one shardrt engine. Inputs are passed as torch tensors (borrowed, no copy when
-    contiguous); outputs come back through DLPack without a copy. Always returns a tuple
-    (the partition's call site unpacks it)."""
+    contiguous; CUDA tensors stay on the GPU when the engine runs there); outputs come back
+    through DLPack without a copy. Always returns a tuple (the partition's call site unpacks it)."""
 
     def __init__(self, engine, input_names: list[str], output_names: list[str], comm: Optional[Any] = None,
                  name: str = "shardrt_engine"):
@@ -28,14 +29,10 @@ class ShardrtModule(torch.nn.Module):
         if len(args) != len(self.input_names):
             raise RuntimeError(f"shardrt engine {self.engine_name}: expected {len(self.input_names)} inputs, "
                                f"got {len(args)}")
-        feeds = {}
-        for name, a in zip(self.input_names, args):
-            a = a.detach()
-            if not a.is_contiguous():
-                a = a.contiguous()
-            feeds[name] = a
-        outs = self._ctx.run(feeds)
-        return tuple(torch.from_dlpack(outs[n]) for n in self.output_names)
+        # CPU tensors are borrowed by the engine; on a context on "cuda", CUDA tensors stay on
+        # the GPU, ordered by torch's current stream (shardrt._dlpack.run_context).
+        feeds = dict(zip(self.input_names, args))
+        return tuple(run_context(self._ctx, feeds, self.output_names))
 
     def extra_repr(self) -> str:
         return f"{self.engine_name}: inputs={self.input_names}, outputs={self.output_names}"
