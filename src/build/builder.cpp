@@ -11,6 +11,7 @@
 
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cuda/cuda_eval.h"
+#include "backends/cuda/peer_allreduce.h"
 #include "build/engine_file.h"
 #include "build/memory_plan.h"
 #include "ir/checked_size.h"
@@ -291,6 +292,36 @@ size_t Engine::arena_bytes() const { return impl_->memory.arena_bytes; }
 size_t Engine::weight_bytes() const { return impl_->weight_bytes; }
 size_t Engine::layer_count() const { return impl_->graph->nodes.size(); }
 
+namespace {
+
+// Bytes of an all-reduce's message at the input profiles' opt and max shapes (-1 where a
+// dim cannot be resolved): output dims are numbers, binding symbols, or products "a*b".
+std::pair<int64_t, int64_t> collective_bytes(const Node& n, const std::vector<Binding>& inputs) {
+  std::map<std::string, std::pair<int64_t, int64_t>> sym;
+  for (auto& b : inputs)
+    if (b.profile)
+      for (size_t d = 0; d < b.dims.size() && d < b.profile->opt.size(); ++d)
+        sym.emplace(b.dims[d], std::make_pair(b.profile->opt[d], b.profile->max[d]));
+  if (n.outputs.empty() || !n.outputs[0]) return {-1, -1};
+  const Value& v = *n.outputs[0];
+  int64_t opt = int64_t(dtype_size(v.dtype)), max = opt;
+  for (const Dim& d : v.shape) {
+    if (d.known()) { opt *= d.value; max *= d.value; continue; }
+    std::stringstream factors(d.sym);
+    std::string f;
+    while (std::getline(factors, f, '*')) {
+      if (!f.empty() && f.find_first_not_of("0123456789") == std::string::npos) { opt *= std::stoll(f); max *= std::stoll(f); continue; }
+      auto it = sym.find(f);
+      if (it == sym.end()) return {-1, -1};
+      opt *= it->second.first;
+      max *= it->second.second;
+    }
+  }
+  return {opt, max};
+}
+
+}  // namespace
+
 std::string Engine::inspect(bool as_json) const {
   using json = nlohmann::json;
   const Graph& g = *impl_->graph;
@@ -310,6 +341,12 @@ std::string Engine::inspect(bool as_json) const {
     auto it = n->outputs.empty() || !n->outputs[0] ? impl_->memory.slots.end() : impl_->memory.slots.find(n->outputs[0]->name);
     if (it != impl_->memory.slots.end()) l["arena"] = {{"offset", it->second.offset}, {"bytes", it->second.bytes}};
     if (n->outputs.size() && n->outputs[0] && impl_->memory.aliases.count(n->outputs[0]->name)) l["alias_of"] = impl_->memory.aliases.at(n->outputs[0]->name);
+    // The CUDA backend picks an all-reduce's path per call by its bytes (peer_allreduce.h);
+    // the machine decides whether the peer path exists, so inspect states the rule.
+    if (n->op == "shardrt.AllReduce" || n->op == "shardrt.AllReduceStart") {
+      auto [opt, max] = collective_bytes(*n, impl_->inputs);
+      l["all_reduce"] = {{"bytes_opt", opt}, {"bytes_max", max}, {"cuda_path", cuda::peer_allreduce_rule()}};
+    }
     layers.push_back(l);
     op_counts[n->op]++;
   }
@@ -348,6 +385,11 @@ std::string Engine::inspect(bool as_json) const {
     for (auto& x : l["outputs"]) o << " -> " << x["dtype"].get<std::string>() << x["shape"].get<std::string>();
     if (l.contains("fused_from")) o << "  [fused: " << l["fused_from"].get<std::string>() << "]";
     if (l.contains("alias_of")) o << "  [view of " << l["alias_of"].get<std::string>() << "]";
+    if (l.contains("all_reduce")) {
+      auto bytes = [](const json& b) { return b.get<int64_t>() < 0 ? std::string("?") : std::to_string(b.get<int64_t>()); };
+      o << "  [all-reduce " << bytes(l["all_reduce"]["bytes_opt"]) << " bytes at opt, " << bytes(l["all_reduce"]["bytes_max"])
+        << " at max; on CUDA: " << l["all_reduce"]["cuda_path"].get<std::string>() << "]";
+    }
     o << "\n";
   }
   o << "op counts:";

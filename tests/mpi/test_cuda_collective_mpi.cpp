@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../cpp/cuda/cuda_collective_util.h"
+#include "cuda_mpi_env.h"
 #include "backends/cuda/cuda_eval.h"
 #include "dist/bootstrap.h"
 
@@ -22,11 +23,7 @@ namespace {
 using namespace shardrt;
 using dist::ReduceOp;
 
-struct Env {
-  std::unique_ptr<dist::Communicator> world;
-  std::unique_ptr<cuda::Resources> res;
-  std::unique_ptr<cuda::DeviceComm> dc;
-};
+using Env = cudatest::MpiCudaEnv;
 Env* g_env = nullptr;
 
 // Rank r's element i: small integers (exact in every dtype; sums and products of two of
@@ -248,6 +245,8 @@ TEST(CudaCollectiveMpi, MeshGroups) {
 }
 
 }  // namespace
+
+shardrt::cudatest::MpiCudaEnv& shardrt::cudatest::mpi_cuda_env() { return *g_env; }
 
 int main(int argc, char** argv) {
   bool probe = argc > 1 && std::string(argv[1]) == "--probe";

@@ -139,11 +139,13 @@ class NcclDeviceComm final : public DeviceComm {
 
   void prepare(const std::vector<std::string>& groups) override {
     for (const std::string& g : groups) get(g, nullptr, {"", "prepare"});
+    prepare_peer(groups);
   }
 
   void all_reduce(const std::string& group, const void* send, void* recv, int64_t count, DType t, dist::ReduceOp op,
                   cudaStream_t stream, const dist::CallSite& site) override {
     dist::CallSite s = named(site, "AllReduce");
+    if (peer_all_reduce(group, send, recv, count, t, op, stream, s)) return;
     Group& g = get(group, stream, s);
     if (count <= 0) return;
     note(s, group);
@@ -224,8 +226,9 @@ class NcclDeviceComm final : public DeviceComm {
   }
 
   void wait_or_abort(cudaStream_t stream, const dist::CallSite& site) override {
-    if (comms_.empty()) {  // no NCCL communicator: nothing on the stream can wait on a peer
+    if (comms_.empty()) {  // no NCCL communicator: only peer-path waits, which time out themselves
       SHARDRT_CUDA_CHECK(cudaStreamSynchronize(stream));
+      if (std::string f = peer_failure(); !f.empty()) throw Error(f);
       return;
     }
     using clock = std::chrono::steady_clock;
@@ -237,6 +240,12 @@ class NcclDeviceComm final : public DeviceComm {
     auto spin_until = start + std::chrono::milliseconds(20);
     for (;;) {
       cudaError_t q = cudaStreamQuery(stream);
+      // A wait of the one-shot peer path that gave up (it ends its kernel itself): the
+      // ranks' collectives are out of step, so NCCL's are aborted too.
+      if (std::string f = peer_failure(); !f.empty()) {
+        abort_all();
+        throw Error(f + "; the NCCL communicators were aborted");
+      }
       if (q == cudaSuccess) return;
       if (q != cudaErrorNotReady) SHARDRT_CUDA_CHECK(q);
       for (auto& [hg, g] : comms_) {
@@ -407,6 +416,7 @@ class StagedDeviceComm final : public DeviceComm {
 
   void all_reduce(const std::string& group, const void* send, void* recv, int64_t count, DType t, dist::ReduceOp op,
                   cudaStream_t stream, const dist::CallSite& site) override {
+    if (peer_all_reduce(group, send, recv, count, t, op, stream, site)) return;
     dist::Communicator& g = host_.group(group);
     if (count <= 0) return;
     size_t bytes = size_t(count) * dtype_size(t);
@@ -459,6 +469,7 @@ class StagedDeviceComm final : public DeviceComm {
 
   void wait_or_abort(cudaStream_t stream, const dist::CallSite&) override {
     SHARDRT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (std::string f = peer_failure(); !f.empty()) throw Error(f);
   }
 
  private:
@@ -526,6 +537,78 @@ std::string host_identity() {
 }
 
 }  // namespace
+
+// ---------------------------------------------------- one-shot peer path ----
+
+PeerAllReduce* DeviceComm::peer(const std::string& group, cudaStream_t stream) {
+  auto it = peer_by_name_.find(group);
+  if (it != peer_by_name_.end()) return it->second->p.get();
+  dist::Communicator& hg = host_.group(group);
+  auto same = peer_groups_.find(&hg);  // "tp" and "world" of a plain communicator are one group
+  if (same != peer_groups_.end()) return (peer_by_name_[group] = &same->second)->p.get();
+  // Set-up allocates and synchronises: never during capture. Every rank captures at the
+  // same point, so every rank declines alike, and a later eager call sets the group up.
+  if (stream && stream_capturing(stream)) return nullptr;
+  PeerGroup pg;
+  pg.name = group;
+  pg.p = PeerAllReduce::create(hg, device_, peer_allreduce_settings(), dist::collective_timeout_seconds(), &pg.why);
+  if (const char* v = std::getenv("SHARDRT_VERBOSE"); v && *v && std::string(v) != "0" && hg.rank() == 0) {
+    if (pg.p)
+      std::fprintf(stderr, "shardrt: group %s (%d ranks): all-reduce of fp32/fp16/bf16 up to %zu bytes takes the "
+                   "one-shot peer path, larger ones %s\n", group.c_str(), hg.size(), pg.p->max_bytes(), backend().c_str());
+    else
+      std::fprintf(stderr, "shardrt: group %s (%d ranks): all-reduce takes %s (no one-shot peer path: %s)\n",
+                   group.c_str(), hg.size(), backend().c_str(), pg.why.c_str());
+  }
+  PeerGroup& stored = peer_groups_.emplace(&hg, std::move(pg)).first->second;
+  peer_by_name_[group] = &stored;
+  return stored.p.get();
+}
+
+void DeviceComm::prepare_peer(const std::vector<std::string>& groups) {
+  for (const std::string& g : groups) peer(g, nullptr);
+}
+
+bool DeviceComm::peer_all_reduce(const std::string& group, const void* send, void* recv, int64_t count, DType t,
+                                 dist::ReduceOp op, cudaStream_t stream, const dist::CallSite& site) {
+  if (count <= 0) return false;
+  PeerAllReduce* p = peer(group, stream);
+  if (!p || !p->takes(count, t)) return false;
+  dist::CallSite s = site;
+  if (s.collective.empty()) s.collective = "AllReduce";
+  if (peer_failed_)
+    throw Error(describe(host_, s, count * int64_t(dtype_size(t)), group) +
+                ": the one-shot peer all-reduce gave up on a peer earlier; the ranks' collectives are out of step");
+  p->run(send, recv, count, t, op, stream);
+  peer_by_name_[group]->last = s;
+  return true;
+}
+
+std::string DeviceComm::peer_failure() {
+  for (auto& [hg, pg] : peer_groups_) {
+    if (!pg.p) continue;
+    int r = pg.p->failed_rank();
+    if (r < 0) continue;
+    peer_failed_ = true;
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%g", pg.p->timeout_s());  // as it was when the group was set up
+    dist::CallSite s = pg.last.collective.empty() ? dist::CallSite{"", "AllReduce"} : pg.last;
+    return describe(host_, s, -1, pg.name) + ": the one-shot peer all-reduce waited more than " + secs +
+           " s (SHARDRT_COLLECTIVE_TIMEOUT) for rank " + std::to_string(hg->world_rank_of(r)) +
+           "; a peer rank may have died or stopped";
+  }
+  return "";
+}
+
+std::string DeviceComm::all_reduce_path(const std::string& group, int64_t count, DType t) {
+  PeerAllReduce* p = peer(group, nullptr);
+  return p && p->takes(count, t) ? "one-shot peer" : backend();
+}
+
+std::string DeviceComm::peer_unavailable_reason(const std::string& group) {
+  peer(group, nullptr);
+  return peer_by_name_.at(group)->why;
+}
 
 int DeviceComm::select_local_device() {
   int n = 0;

@@ -8,6 +8,15 @@
 //     stream inside every collective, so it is NOT capturable.
 // Every rank takes the same decision (it is agreed through the host communicator).
 //
+// Under both, all_reduce takes a third path per call (peer_allreduce.h): a one-shot
+// all-reduce over peer memory, one kernel, for messages of at most
+// SHARDRT_PEER_ALLREDUCE_MAX_BYTES (default 256 KiB) in fp32/fp16/bf16, when the ranks of
+// the group are on one host and their GPUs reach each other (the same GPU included, so two
+// ranks sharing a GPU take it too, where NCCL refuses them). It is stream-ordered and
+// capturable under the staged path as well. SHARDRT_PEER_ALLREDUCE=0 turns it off. A group
+// sets it up (collective over the group) in prepare() or at its first eager all_reduce;
+// with SHARDRT_VERBOSE=1 the group's rank 0 says once which path the group takes.
+//
 // ---- How the executor uses it ----
 //   // 1. Before creating the context's Resources (whose stream binds the device): pick
 //   //    this rank's GPU, one per local rank. No-op when the process already called
@@ -43,10 +52,12 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "backends/cuda/peer_allreduce.h"
 #include "dist/communicator.h"
 #include "shardrt/dtype.h"
 
@@ -86,8 +97,16 @@ class DeviceComm {
   // its size and this rank's index in it.
   int group_size(const std::string& group) { return host_.group(group).size(); }
   int group_rank(const std::string& group) { return host_.group(group).rank(); }
-  // Sets up the device communicators of these groups now (collective over each group).
-  virtual void prepare(const std::vector<std::string>& groups) {}
+  // Sets up the device communicators of these groups now (collective over each group),
+  // the one-shot peer path included.
+  virtual void prepare(const std::vector<std::string>& groups) { prepare_peer(groups); }
+
+  // The path an all_reduce of `count` elements of `t` on `group` takes: "one-shot peer" or
+  // backend(). Collective over the group the first time it sees the group (it sets the
+  // group's peer path up), so every rank of the group must call it then.
+  std::string all_reduce_path(const std::string& group, int64_t count, DType t);
+  // Why the group has no one-shot peer path ("" when it has one). Collective as above.
+  std::string peer_unavailable_reason(const std::string& group);
 
   // Collectives on device memory, enqueued on `stream` (the NCCL path returns before they
   // complete; the staged path completes them before returning). Semantics are the host
@@ -117,9 +136,33 @@ class DeviceComm {
  protected:
   DeviceComm(dist::Communicator& host, int device, std::string reason)
       : host_(host), device_(device), reason_(std::move(reason)) {}
+
+  // ---- the one-shot peer path, shared by both implementations ----
+  // Runs the all-reduce on the peer path when the group has one and the call fits it
+  // (the same decision on every rank); false: the caller's own path runs it.
+  bool peer_all_reduce(const std::string& group, const void* send, void* recv, int64_t count, DType t,
+                       dist::ReduceOp op, cudaStream_t stream, const dist::CallSite& site);
+  void prepare_peer(const std::vector<std::string>& groups);
+  // After the stream's work completed (or while waiting): "" or the message of a wait on
+  // the peer path that gave up (SHARDRT_COLLECTIVE_TIMEOUT).
+  std::string peer_failure();
+
   dist::Communicator& host_;
   int device_;
   std::string reason_;
+
+ private:
+  // The group's peer path (null: none), set up on first use outside capture.
+  PeerAllReduce* peer(const std::string& group, cudaStream_t stream);
+  struct PeerGroup {
+    std::unique_ptr<PeerAllReduce> p;
+    std::string why;   // why not, when p is null
+    std::string name;  // the group's name, for messages
+    dist::CallSite last;
+  };
+  std::map<const dist::Communicator*, PeerGroup> peer_groups_;
+  std::map<std::string, PeerGroup*> peer_by_name_;
+  bool peer_failed_ = false;
 };
 
 // ---- pieces of the NCCL path, exposed so that tests can check them alone ----
