@@ -158,7 +158,7 @@ void row_gemm(KernelCtx& c, const RowGemm& g) {
   // Decode-sized row counts with a [N, K] weight: our GEMV streams the weight across every
   // SM (cuBLASLt tiles a narrow output over a few of them).
   if (g.trans_w && g.M <= kGemvMaxRows && gemv_enabled() &&
-      launch_gemv(g.dt, g.M, g.N, g.K, g.x, g.w, g.bias, g.act, g.y, c.stream()))
+      launch_gemv(g.dt, g.M, g.N, g.K, g.x, g.w, g.bias, g.act, g.y, g.w_const, c.stream()))
     return;
   GemmState& st = state(c);
   // Only where padding costs little (N >= 512: at most 12% more columns).

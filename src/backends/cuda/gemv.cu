@@ -2,10 +2,18 @@
 // decode step's tokens), where the weight read is the whole cost and a general GEMM's
 // tiling leaves most of the GPU idle (a 768-wide output is a dozen cuBLASLt tiles).
 //
-// One warp computes R = 2 outputs for all M rows: its lanes stream the two weight rows with
-// 16-byte loads, U = 4 vectors per lane in flight per row together with the matching pieces
-// of every X row (X is tiny and stays in L1/L2), and reduce across the warp in fp32; 8 warps
-// per block. Zero vectors past the row's end contribute nothing. Bias and activation are applied before the single store.
+// A block of 8 warps computes RG·R outputs: the warps form RG row groups of KS warps; each
+// warp takes R weight rows and one KS-th of K, its lanes streaming 16-byte vectors, U per
+// lane and row in flight, together with the matching pieces of every X row (X is tiny and
+// stays in L1/L2). Sums are fp32: across the warp by shuffles, across the KS warps of a row
+// group through shared memory. The split of K (KS) is picked so that a warp's slice is about
+// one round of loads (the latency of a small GEMV is one memory round trip, not several);
+// R so that the grid still gives every SM a couple of blocks.
+//
+// Launched with programmatic dependent launch (launch_pdl.h): the first round of weight
+// loads and the bias are issued before the wait for the previous kernel (weights are
+// constant; the launcher says whether W is one), so a GEMV's weight stream overlaps the tail
+// of the kernel before it.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -15,14 +23,13 @@
 
 #include "backends/cuda/gemm_act.cuh"
 #include "backends/cuda/gemv.h"
+#include "backends/cuda/launch_pdl.h"
 
 namespace shardrt::cuda::gemm {
 
 namespace {
 
 constexpr int kWarps = 8;  // per block
-constexpr int kRows = 2;   // outputs per warp
-constexpr int kUnroll = 4;  // 16-byte vectors per lane and weight row in flight
 
 // fp32 products of a 16-byte vector of T with another.
 __device__ inline float dot16(const uint4& a, const uint4& b, float) {
@@ -62,79 +69,170 @@ __device__ inline uint4 load_stream(const uint4* p) {
   return r;
 }
 
-template <class T, int M>
+// Vectors per lane and weight row in flight: fewer with 4 X rows (their vectors take registers too).
+template <int MM> constexpr int unroll_for() { return MM == 1 ? 4 : 2; }
+
+// MM: X rows the kernel is built for (1, or up to 4 with M of them real); R weight rows per
+// warp; KS warps sharing one row group's K.
+template <class T, int MM, int R, int KS>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                                             const T* __restrict__ bias, T* __restrict__ y, int64_t N,
-                                                            int64_t K, int act) {
+                                                            int64_t K, int M, int act, int w_const) {
+  constexpr int RG = kWarps / KS;
+  constexpr int U = unroll_for<MM>();
+  __shared__ float red[KS > 1 ? kWarps * MM * R : 1];
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int64_t n0 = (int64_t(blockIdx.x) * kWarps + warp) * kRows;
-  if (n0 >= N) return;
-  const int64_t kv = K / (16 / int64_t(sizeof(T)));  // 16-byte vectors per row
+  const int rg = warp / KS, ks = warp % KS;
+  const int64_t n0 = (int64_t(blockIdx.x) * RG + rg) * R;  // may be >= N: such rows load row N-1, store nothing
+  const int64_t kv = K / (16 / int64_t(sizeof(T)));         // 16-byte vectors per row
+  const int64_t chunk = (kv + KS - 1) / KS;
+  const int64_t c0 = int64_t(ks) * chunk;
+  const int64_t c1 = c0 + chunk < kv ? c0 + chunk : kv;  // this warp's vectors [c0, c1) (may be empty)
+  const uint4* wr[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const uint4*>(w + (n0 + r < N ? n0 + r : N - 1) * K);
+
+  // The thread that stores output (row group og, X row om, weight row orr).
+  constexpr int kOuts = RG * MM * R;
+  const int ot = KS > 1 ? int(threadIdx.x) : lane;  // KS == 1: the warp's own lanes store
+  const int og = KS > 1 ? ot / (MM * R) : rg, om = (ot / R) % MM, orr = ot % R;
+  const int64_t on = (int64_t(blockIdx.x) * RG + og) * R + orr;
+  const bool ostore = (KS > 1 ? ot < kOuts : lane < MM * R) && on < N && om < M;
+
+  float acc[MM][R];
+#pragma unroll
+  for (int m = 0; m < MM; ++m)
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[m][r] = 0.f;
+
+  uint4 wv[U][R];
+  auto load_w = [&](int64_t b0) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t i = b0 + lane + int64_t(u) * 32;
+#pragma unroll
+      for (int r = 0; r < R; ++r) wv[u][r] = i < c1 ? load_stream(wr[r] + i) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  // A constant weight is in flight before the previous kernel has finished; any other
+  // input is read only after the wait (from there on X, W and bias are complete and Y free
+  // to write).
+  if (w_const) load_w(c0);
+  pdl_wait();
+  pdl_trigger();
+  if (!w_const) load_w(c0);
+  const float ob = (ostore && bias) ? to_f(bias[on]) : 0.f;
+
   const uint4* xv = reinterpret_cast<const uint4*>(x);
-  const uint4* wr[kRows];
+  for (int64_t b0 = c0; b0 < c1; b0 += 32 * U) {  // warp-uniform rounds
+    if (b0 != c0) load_w(b0);
+    uint4 xm[U][MM];
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) wr[r] = reinterpret_cast<const uint4*>(w + (n0 + r < N ? n0 + r : n0) * K);
-
-  float acc[M][kRows];
+    for (int u = 0; u < U; ++u) {
+      const int64_t i = b0 + lane + int64_t(u) * 32;
 #pragma unroll
-  for (int m = 0; m < M; ++m)
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) acc[m][r] = 0.f;
-
-  for (int64_t base = lane; base < kv; base += 32 * kUnroll) {
-    // Every load of the step is issued before any product: weight and X vectors are in
-    // flight together (a step's latency is one round trip, not one per vector).
-    uint4 wv[kUnroll][kRows];
-    uint4 xm[kUnroll][M];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t i = base + int64_t(u) * 32;
-      const bool in = i < kv;
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) wv[u][r] = in ? load_stream(wr[r] + i) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-      for (int m = 0; m < M; ++m) xm[u][m] = in ? __ldg(xv + int64_t(m) * kv + i) : make_uint4(0, 0, 0, 0);
+      for (int m = 0; m < MM; ++m) xm[u][m] = (i < c1 && m < M) ? __ldg(xv + int64_t(m) * kv + i) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
+    for (int u = 0; u < U; ++u)
 #pragma unroll
-      for (int m = 0; m < M; ++m)
+      for (int m = 0; m < MM; ++m)
 #pragma unroll
-        for (int r = 0; r < kRows; ++r) acc[m][r] += dot16(xm[u][m], wv[u][r], T());
+        for (int r = 0; r < R; ++r) acc[m][r] += dot16(xm[u][m], wv[u][r], T());
   }
 #pragma unroll
-  for (int m = 0; m < M; ++m)
+  for (int m = 0; m < MM; ++m)
 #pragma unroll
-    for (int r = 0; r < kRows; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma unroll
       for (int off = 16; off > 0; off >>= 1) acc[m][r] += __shfl_xor_sync(0xffffffffu, acc[m][r], off);
-  if (lane != 0) return;
+
+  float v = 0.f;
+  if constexpr (KS == 1) {
+    // Every lane holds every sum: lane m·R + r stores (m, r) (constant indices: no local memory).
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int64_t n = n0 + r;
-    if (n >= N) break;
-    const float b = bias ? to_f(bias[n]) : 0.f;
+    for (int m = 0; m < MM; ++m)
 #pragma unroll
-    for (int m = 0; m < M; ++m) y[int64_t(m) * N + n] = from_f<T>(act_fn<float>(act, acc[m][r] + b));
+      for (int r = 0; r < R; ++r)
+        if (lane == m * R + r) v = acc[m][r];
+  } else {
+    if (lane == 0) {
+#pragma unroll
+      for (int m = 0; m < MM; ++m)
+#pragma unroll
+        for (int r = 0; r < R; ++r) red[(warp * MM + m) * R + r] = acc[m][r];
+    }
+    __syncthreads();
+    if (ostore) {
+#pragma unroll
+      for (int k = 0; k < KS; ++k) v += red[((og * KS + k) * MM + om) * R + orr];
+    }
+  }
+  if (ostore) y[int64_t(om) * N + on] = from_f<T>(act_fn<float>(act, v + ob));
+}
+
+int sm_count() {
+  static int cached[64] = {};
+  int dev = 0;
+  SHARDRT_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= 64) return 132;
+  if (!cached[dev]) {
+    int n = 0;
+    SHARDRT_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    cached[dev] = n > 0 ? n : 132;
+  }
+  return cached[dev];
+}
+
+template <class T, int MM, int R, int KS>
+void launch_shape(int64_t M, int64_t N, int64_t K, const T* x, const T* w, const T* b, int act, T* y, int wc,
+                  cudaStream_t s) {
+  const int64_t rows_per_block = int64_t(kWarps / KS) * R;
+  const unsigned blocks = unsigned((N + rows_per_block - 1) / rows_per_block);
+  launch_pdl(gemv_kernel<T, MM, R, KS>, dim3(blocks), dim3(kWarps * 32), 0, s, x, w, b, y, N, K, int(M), act, wc);
+}
+
+template <class T, int MM, int R>
+void launch_ks(int ks, int64_t M, int64_t N, int64_t K, const T* x, const T* w, const T* b, int act, T* y, int wc,
+               cudaStream_t s) {
+  switch (ks) {
+    case 1: launch_shape<T, MM, R, 1>(M, N, K, x, w, b, act, y, wc, s); break;
+    case 2: launch_shape<T, MM, R, 2>(M, N, K, x, w, b, act, y, wc, s); break;
+    case 4: launch_shape<T, MM, R, 4>(M, N, K, x, w, b, act, y, wc, s); break;
+    default: launch_shape<T, MM, R, 8>(M, N, K, x, w, b, act, y, wc, s); break;
+  }
+}
+
+template <class T, int MM>
+void launch_mm(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act, void* y,
+               int wc, cudaStream_t s) {
+  // KS: the fewest warps per row group (a power of two up to 8) that leave each warp at most
+  // one round (32·U vectors) of a row.
+  const int64_t kv = K / (16 / int64_t(sizeof(T)));
+  const int64_t round = 32 * unroll_for<MM>();
+  int ks = 1;
+  while (ks < kWarps && (kv + ks - 1) / ks > round) ks *= 2;
+  // R: the most rows per warp (4, 2, 1) that still give the grid two blocks per SM.
+  const int64_t want = 2 * int64_t(sm_count());
+  const int64_t rg = kWarps / ks;
+  int r = 4;
+  while (r > 1 && (N + rg * r - 1) / (rg * r) < want) r /= 2;
+  const T* xp = static_cast<const T*>(x);
+  const T* wp = static_cast<const T*>(w);
+  const T* bp = static_cast<const T*>(bias);
+  T* yp = static_cast<T*>(y);
+  switch (r) {
+    case 4: launch_ks<T, MM, 4>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
+    case 2: launch_ks<T, MM, 2>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
+    default: launch_ks<T, MM, 1>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
   }
 }
 
 template <class T>
 void launch_typed(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act, void* y,
-                  cudaStream_t s) {
-  const int64_t per_block = int64_t(kWarps) * kRows;
-  const unsigned blocks = unsigned((N + per_block - 1) / per_block);
-  const T* xp = static_cast<const T*>(x);
-  const T* wp = static_cast<const T*>(w);
-  const T* bp = static_cast<const T*>(bias);
-  T* yp = static_cast<T*>(y);
-  switch (M) {
-    case 1: gemv_kernel<T, 1><<<blocks, kWarps * 32, 0, s>>>(xp, wp, bp, yp, N, K, int(act)); break;
-    case 2: gemv_kernel<T, 2><<<blocks, kWarps * 32, 0, s>>>(xp, wp, bp, yp, N, K, int(act)); break;
-    case 3: gemv_kernel<T, 3><<<blocks, kWarps * 32, 0, s>>>(xp, wp, bp, yp, N, K, int(act)); break;
-    default: gemv_kernel<T, 4><<<blocks, kWarps * 32, 0, s>>>(xp, wp, bp, yp, N, K, int(act)); break;
-  }
-  SHARDRT_CUDA_CHECK(cudaGetLastError());
+                  int wc, cudaStream_t s) {
+  if (M == 1) launch_mm<T, 1>(M, N, K, x, w, bias, act, y, wc, s);
+  else launch_mm<T, 4>(M, N, K, x, w, bias, act, y, wc, s);
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
@@ -150,17 +248,17 @@ bool gemv_enabled() {
 }
 
 bool launch_gemv(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act,
-                 void* y, cudaStream_t s) {
+                 void* y, bool w_const, cudaStream_t s) {
   if (M < 1 || M > kGemvMaxRows || N < 1 || K < 1) return false;
   const int64_t es = int64_t(dtype_size(t));
   if (t != DType::F32 && t != DType::F16 && t != DType::BF16) return false;
   // Rows of X and W start on 16-byte boundaries: K·es a multiple of 16, bases aligned.
   if ((K * es) % 16 != 0 || !aligned16(x) || !aligned16(w)) return false;
-  if (N > (int64_t(1) << 40) / kRows) return false;  // grid size
+  if (N > INT32_MAX) return false;  // grid size (at least one row per block)
   switch (t) {
-    case DType::F32: launch_typed<float>(M, N, K, x, w, bias, act, y, s); break;
-    case DType::F16: launch_typed<__half>(M, N, K, x, w, bias, act, y, s); break;
-    default: launch_typed<__nv_bfloat16>(M, N, K, x, w, bias, act, y, s); break;
+    case DType::F32: launch_typed<float>(M, N, K, x, w, bias, act, y, w_const, s); break;
+    case DType::F16: launch_typed<__half>(M, N, K, x, w, bias, act, y, w_const, s); break;
+    default: launch_typed<__nv_bfloat16>(M, N, K, x, w, bias, act, y, w_const, s); break;
   }
   return true;
 }

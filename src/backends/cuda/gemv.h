@@ -13,8 +13,10 @@ bool gemv_enabled();
 
 // Y[M, N] = act(X[M, K] · W[N, K]^T + bias) on `s`; bias may be null. Returns false,
 // launching nothing, when the case is not one it handles (dtype other than fp32/fp16/bf16,
-// M > kGemvMaxRows, rows of X or W not 16-byte aligned).
+// M > kGemvMaxRows, rows of X or W not 16-byte aligned). Launched with programmatic
+// dependent launch (launch_pdl.h); w_const: W is a constant of the engine (no kernel writes
+// it), so its first loads may be issued before the previous kernel has finished.
 bool launch_gemv(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act,
-                 void* y, cudaStream_t s);
+                 void* y, bool w_const, cudaStream_t s);
 
 }  // namespace shardrt::cuda::gemm

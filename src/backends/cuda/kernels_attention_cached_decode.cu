@@ -13,6 +13,9 @@
 //   rotates them from QKV itself instead of reading the cache, and the CTAs share the
 //   cache writes of those tokens (nobody reads those cache rows in this launch), so a
 //   decode step is one launch.
+// - Launched with programmatic dependent launch (launch_pdl.h): it waits for the previous
+//   kernel before touching any input, and the first tile's cp.async loads are issued before
+//   the q rows are read and this run's k/v written, so those latencies overlap.
 // - Each CTA writes its partial (row max, row sum, unnormalised output) to the workspace;
 //   the last CTA of a (b, g, tile) to finish (a counter, reset by that CTA) merges them
 //   into the output: no second launch.
@@ -21,6 +24,7 @@
 #include <cmath>
 
 #include "backends/cuda/attention_cached.cuh"
+#include "backends/cuda/launch_pdl.h"
 
 namespace shardrt::cuda::cached {
 
@@ -153,27 +157,14 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
   T* kc = static_cast<T*>(p.kc);
   T* vc = static_cast<T*>(p.vc);
   const int64_t crow0 = (int64_t(b) * p.Hkv + g) * p.max_seq;  // cache row of position 0
+  // Launched with programmatic dependent launch: every input (QKV, the lengths, the caches,
+  // the workspace) is touched only after the previous kernel has completed.
+  pdl_wait();
+  pdl_trigger();
   const int64_t praw = p.past[b];
   // Lengths are clamped so that bad ones (the CPU kernel refuses them) never touch memory
   // outside the cache or QKV.
   const int64_t peff = praw < 0 ? 0 : (praw > p.max_seq ? int64_t(p.max_seq) : praw);
-
-  // ---- this CTA's share of the cache writes (fused) ----
-  if (a.fused) {
-    const int writers = a.nsplit * a.ntile, me = qt * a.nsplit + split;
-    for (int s = me; s < p.S; s += writers) {
-      const int64_t pos = praw + s;
-      if (pos < 0 || pos >= p.max_seq) continue;
-      const T* xk = qkv + (int64_t(b) * p.S + s) * W + int64_t(p.Hq + g) * D;
-      const T* xv = xk + int64_t(p.Hkv) * D;
-      T* dk = kc + (crow0 + pos) * D;
-      T* dv = vc + (crow0 + pos) * D;
-      for (int d = tid; d < D; d += kThreads) {
-        dk[d] = from_f<T>(rotated(xk, d, p.half, p.interleaved, p.inv_freq, float(pos)));
-        dv[d] = xv[d];
-      }
-    }
-  }
 
   // ---- the query tile: rows (token s, head g*G + hh), row = s * G + hh ----
   const int row0 = qt * QT;
@@ -188,18 +179,6 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
   const int ntl = c0 < c1 ? int((c1 - c0 + kTK - 1) / kTK) : 0;
   // Keys below `pread` come from the cache; from it on (fused only), from QKV.
   const int64_t pread = a.fused ? peff : L;
-
-  for (int e = tid; e < QT * dp; e += kThreads) {
-    const int r = e / dp, d = e % dp;
-    float v = 0.f;
-    if (r < nq && d < D) {
-      const int row = row0 + r, s = row / p.G, h = g * p.G + row % p.G;
-      const T* x = qkv + (int64_t(b) * p.S + s) * W + int64_t(h) * D;
-      // The op rounds rotated q to the dtype before the scores.
-      v = to_f(from_f<T>(rotated(x, d, p.half, p.interleaved, p.inv_freq, float(praw + s)))) * p.scale_log2;
-    }
-    sQ[e] = v;
-  }
 
   // Tile loader: cache rows by cp.async (zeros past c1), this run's tokens from QKV.
   auto load_tile = [&](int64_t t0, int buf) {
@@ -253,6 +232,40 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
     }
   };
 
+  // The first tile's cache rows are in flight (cp.async) while this CTA reads its q rows and
+  // writes its share of this run's k/v: their latencies overlap instead of adding up. (The
+  // tile's cache rows are positions below PastLens[b]; the writes go to PastLens[b] on.)
+  if (ntl > 0) load_tile(c0, 0);
+  cp_async_commit();
+  for (int e = tid; e < QT * dp; e += kThreads) {
+    const int r = e / dp, d = e % dp;
+    float v = 0.f;
+    if (r < nq && d < D) {
+      const int row = row0 + r, s = row / p.G, h = g * p.G + row % p.G;
+      const T* x = qkv + (int64_t(b) * p.S + s) * W + int64_t(h) * D;
+      // The op rounds rotated q to the dtype before the scores.
+      v = to_f(from_f<T>(rotated(x, d, p.half, p.interleaved, p.inv_freq, float(praw + s)))) * p.scale_log2;
+    }
+    sQ[e] = v;
+  }
+
+  // ---- this CTA's share of the cache writes (fused) ----
+  if (a.fused) {
+    const int writers = a.nsplit * a.ntile, me = qt * a.nsplit + split;
+    for (int s = me; s < p.S; s += writers) {
+      const int64_t pos = praw + s;
+      if (pos < 0 || pos >= p.max_seq) continue;
+      const T* xk = qkv + (int64_t(b) * p.S + s) * W + int64_t(p.Hq + g) * D;
+      const T* xv = xk + int64_t(p.Hkv) * D;
+      T* dk = kc + (crow0 + pos) * D;
+      T* dv = vc + (crow0 + pos) * D;
+      for (int d = tid; d < D; d += kThreads) {
+        dk[d] = from_f<T>(rotated(xk, d, p.half, p.interleaved, p.inv_freq, float(pos)));
+        dv[d] = xv[d];
+      }
+    }
+  }
+
   // Score phase mapping: key kk of the tile, rows rh, rh + 2, ...
   const int kk = tid & (kTK - 1), rh = tid >> 6;
   // P·V mapping: feature slice vsl (8 features), key group vkg (keys vkg, vkg + KG, ...).
@@ -270,8 +283,6 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
 #pragma unroll
   for (int i = 0; i < QTH; ++i) lpart[i] = 0.f;
 
-  if (ntl > 0) load_tile(c0, 0);
-  cp_async_commit();
   for (int it = 0; it < ntl; ++it) {
     const int buf = a.stages == 2 ? (it & 1) : 0;
     const int64_t t0 = c0 + int64_t(it) * kTK;
@@ -461,8 +472,7 @@ void launch_qt(const Args& a, dim3 grid, size_t smem, cudaStream_t st) {
     SHARDRT_CUDA_CHECK(cudaFuncSetAttribute(decode_kernel<T, QT>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
     opted.fetch_or(bit);
   }
-  decode_kernel<T, QT><<<grid, kThreads, smem, st>>>(a);
-  SHARDRT_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(decode_kernel<T, QT>, grid, dim3(kThreads), smem, st, a);
 }
 
 template <class T>

@@ -5,9 +5,11 @@
 // vectors when the row width and every pointer allow it; one warp per row for rows of at
 // most 128 vectors, else one block per row. Statistics are two-level fp32 sums: the mean
 // first, then the squared deviations from registers (exact two-pass, no Welford drift).
+// The fast path is launched with programmatic dependent launch (launch_pdl.h).
 // Generic path (fp64, very wide rows): one block per row, re-reading the row from global
 // memory (L2-resident) for each pass.
 #include "backends/cuda/kernels_norm_util.cuh"
+#include "backends/cuda/launch_pdl.h"
 
 namespace shardrt::cuda {
 
@@ -48,9 +50,29 @@ __global__ void __launch_bounds__(WARP ? 32 * kWarpRows : kBlockMax) row_norm_fa
   const int rpb = WARP ? blockDim.y : 1;
   const int64_t nch = p.D / VEC;
   const float invD = 1.f / float(p.D);
+  // Launched with programmatic dependent launch: nothing is read before the previous kernel
+  // has completed (scale and bias may be computed tensors too).
+  pdl_wait();
+  pdl_trigger();
+  const V* sc = static_cast<const V*>(p.scale);
+  const V* bi = static_cast<const V*>(p.bias);
   for (int64_t row = int64_t(blockIdx.x) * rpb + (WARP ? threadIdx.y : 0); row < p.rows;
        row += int64_t(gridDim.x) * rpb) {
     const V* xa = reinterpret_cast<const V*>(static_cast<const T*>(p.a) + row * p.D);
+    // Scale and bias are loaded with the row (one memory round trip for all of them, not a
+    // second one after the statistics), where registers allow (up to 4 vectors a thread).
+    constexpr bool kPre = ITEMS <= 4;
+    V w[kPre ? ITEMS : 1], bb[kPre ? ITEMS : 1];
+    if constexpr (kPre) {
+#pragma unroll
+      for (int k = 0; k < ITEMS; ++k) {
+        const int64_t c = int64_t(k) * tpr + tid;
+        if (c < nch) {
+          if (sc) w[k] = sc[c];
+          if (bi) bb[k] = bi[c];
+        }
+      }
+    }
     float v[ITEMS][VEC];
     float s = 0.f;
 #pragma unroll
@@ -96,21 +118,24 @@ __global__ void __launch_bounds__(WARP ? 32 * kWarpRows : kBlockMax) row_norm_fa
       inv = 1.f / sqrtf(q * invD + p.eps);
     }
     V* yo = reinterpret_cast<V*>(static_cast<T*>(p.y) + row * p.D);
-    const V* sc = static_cast<const V*>(p.scale);
-    const V* bi = static_cast<const V*>(p.bias);
 #pragma unroll
     for (int k = 0; k < ITEMS; ++k) {
       const int64_t c = int64_t(k) * tpr + tid;
       if (c < nch) {
         V o;
-        V w, bb;
-        if (sc) w = sc[c];
-        if (bi) bb = bi[c];
+        V wk, bk;
+        if constexpr (kPre) {
+          wk = w[k];
+          bk = bb[k];
+        } else {
+          if (sc) wk = sc[c];
+          if (bi) bk = bi[c];
+        }
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
           float r = RMS ? v[k][j] * inv : (v[k][j] - mean) * inv;
-          if (sc) r *= to_f(w.v[j]);
-          if (bi) r += to_f(bb.v[j]);
+          if (sc) r *= to_f(wk.v[j]);
+          if (bi) r += to_f(bk.v[j]);
           o.v[j] = from_f<T>(r);
         }
         yo[c] = o;
@@ -183,15 +208,20 @@ __global__ void __launch_bounds__(512) row_norm_generic(RowArgs p) {
 
 template <class T, int VEC, bool RMS, bool ADD> void launch_fast(const RowArgs& p, int64_t nch, cudaStream_t st) {
   if (nch <= int64_t(32) * kWarpItems) {
-    dim3 block(32, kWarpRows);
-    row_norm_fast<T, VEC, kWarpItems, true, RMS, ADD><<<grid_for(p.rows, kWarpRows), block, 0, st>>>(p);
+    // One row (a decode step) takes one warp: a 32-thread block, not 3 idle warps beside it.
+    const unsigned rows_per_block = p.rows < kWarpRows ? unsigned(p.rows) : unsigned(kWarpRows);
+    launch_pdl(row_norm_fast<T, VEC, kWarpItems, true, RMS, ADD>, dim3(grid_for(p.rows, rows_per_block)),
+               dim3(32, rows_per_block), 0, st, p);
   } else {
     // Enough threads that each holds about 4 vectors (ILP without register pressure).
     int64_t tpr = ((nch + 3) / 4 + 31) / 32 * 32;
     if (tpr > kBlockMax) tpr = kBlockMax;
-    row_norm_fast<T, VEC, kBlockItems, false, RMS, ADD><<<grid_for(p.rows, 1), unsigned(tpr), 0, st>>>(p);
+    if (nch <= tpr * 4)  // 4 vectors a thread: scale and bias fit in registers beside the row
+      launch_pdl(row_norm_fast<T, VEC, 4, false, RMS, ADD>, dim3(grid_for(p.rows, 1)), dim3(unsigned(tpr)), 0, st, p);
+    else
+      launch_pdl(row_norm_fast<T, VEC, kBlockItems, false, RMS, ADD>, dim3(grid_for(p.rows, 1)), dim3(unsigned(tpr)),
+                 0, st, p);
   }
-  SHARDRT_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T, bool RMS, bool ADD> void launch_generic(const RowArgs& p, cudaStream_t st) {

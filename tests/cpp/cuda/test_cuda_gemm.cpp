@@ -167,6 +167,32 @@ TEST(CudaGemm, LinearDecodeRowsGemv) {
         for (const char* act : {"none", "relu", "gelu", "gelu_tanh", "silu"}) run_linear(t, lc, 1, bias, act, seed += 3);
 }
 
+// The GEMV's shape choices (gemv.cu): K split over 1, 2, 4 or 8 warps of a block (a warp
+// takes at most one round of 32·U vectors of a row: U = 4 with one X row, 2 with more) and
+// 1, 2 or 4 weight rows per warp (fewer when the grid would give the SMs under two blocks
+// each), with partial blocks at the end of N, a ragged last slice of K and slices of
+// several rounds. Llama-like widths: K = 4096 (4 warps), 14336 + 8 (8 warps, two
+// rounds each), N large enough for 4 rows a warp. Same tolerances as above (fp32 sums of K
+// products in another order; ~sqrt(K) growth stays under one fp16/bf16 ulp of the output).
+TEST(CudaGemm, LinearDecodeGemvSplitsAndRowsPerWarp) {
+  if (!shardrt::cuda::device_available()) GTEST_SKIP() << "no GPU";
+  const std::vector<LinCase> cases = {
+      {{1, 64}, 8500},      // K in one warp, 4 rows a warp, last block partial
+      {{1, 4096}, 2200},    // 4 warps over K, 4 rows a warp
+      {{1, 14344}, 37},     // 8 warps over K, 1793 fp16 vectors: two rounds, a ragged last warp
+      {{3, 520}, 5000},     // 3 rows of X through the 4-row kernel, 2 warps over K, 4 rows a warp
+      {{2, 1, 3072}, 1531}, // 2 rows, 8 warps over K with U = 2
+      {{1, 24}, 2049},      // fp32 6 vectors: most lanes idle; fp16 3 vectors
+      {{4, 8}, 70001},      // a single vector per row (fp16), many blocks
+  };
+  uint32_t seed = 900;
+  for (DType t : {DType::F32, DType::F16, DType::BF16})
+    for (const LinCase& lc : cases) {
+      run_linear(t, lc, 1, true, "gelu", seed += 3);
+      run_linear(t, lc, 1, false, "none", seed += 3);
+    }
+}
+
 TEST(CudaGemm, LinearFp64AndLargeK) {
   if (!shardrt::cuda::device_available()) GTEST_SKIP() << "no GPU";
   // fp64: cuBLASLt may lack the epilogues there; the kernel then applies bias/activation itself.
