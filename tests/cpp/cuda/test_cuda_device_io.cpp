@@ -210,7 +210,7 @@ TEST(CudaDeviceIO, RefusalsNameTheBinding) {
   m = error_of([&] {
     dev.outputs_to_device({{"y", DeviceTensor{DType::F32, {4, 31}, dy.p, gpu, nullptr}}}, nullptr);
   });
-  EXPECT_NE(m.find("the buffer for output 'y' is float32[4,31]"), std::string::npos) << m;
+  EXPECT_NE(m.find("the buffer for output 'y' is fp32[4,31]"), std::string::npos) << m;
   m = error_of([&] {
     dev.outputs_to_device({{"logits", DeviceTensor{DType::F32, {4, 32}, dy.p, gpu, nullptr}}}, nullptr);
   });

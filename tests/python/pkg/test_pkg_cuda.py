@@ -145,14 +145,14 @@ def test_split_api_and_refusals_on_cuda():
     x = torch.randn(16, 7, device="cuda")
     with pytest.raises(ValueError, match="not contiguous"):
         ctx.run({"x": torch.randn(7, 16, device="cuda").t()})
-    with pytest.raises(shardrt.Error, match="input 'x' has dtype float16"):
+    with pytest.raises(shardrt.Error, match="input 'x' has dtype fp16, the engine expects fp32"):
         ctx.run({"x": x.half()})
     with pytest.raises(shardrt.Error, match="outside the engine's profile"):
         ctx.run({"x": torch.randn(17, 7, device="cuda")})
     ctx.set_inputs({"x": x}, stream=torch.cuda.current_stream())  # a torch.cuda.Stream works as well
     ctx.execute()
     assert ctx.output_shapes() == {"y": ("float32", (16, 7))}
-    with pytest.raises(shardrt.Error, match=r"the buffer for output 'y' is float32\[16,6\]"):
+    with pytest.raises(shardrt.Error, match=r"the buffer for output 'y' is fp32\[16,6\]"):
         ctx.outputs_device(outputs={"y": torch.empty(16, 6, device="cuda")})
     with pytest.raises(ValueError, match="not in CUDA memory"):
         ctx.outputs_device(outputs={"y": torch.empty(16, 7)})
