@@ -55,17 +55,8 @@ DeviceTensor borrow_device_tensor(const pyb::handle& obj, const std::string& wha
                            std::to_string(dev.first) + ")");
   // The stream protocol: the producer makes its pending work on the array visible to
   // `stream` (torch records an event on its current stream and makes `stream` wait).
-  pyb::object cap = obj.attr("__dlpack__")(pyb::arg("stream") = stream);
-  auto* m = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(cap.ptr(), "dltensor"));
-  if (!m) throw pyb::error_already_set();
-  PyCapsule_SetName(cap.ptr(), "used_dltensor");
-  std::shared_ptr<void> owner(m, [](void* p) {
-    auto* mt = static_cast<DLManagedTensor*>(p);
-    if (!mt->deleter) return;
-    if (!Py_IsInitialized()) return;  // at exit: the producer's memory goes with the process
-    pyb::gil_scoped_acquire gil;
-    mt->deleter(mt);
-  });
+  std::shared_ptr<void> owner;
+  DLManagedTensor* m = consume_dltensor(obj.attr("__dlpack__")(pyb::arg("stream") = stream), owner);
   const DLTensor& t = m->dl_tensor;
   if (!is_device_type(t.device.device_type))
     throw pyb::value_error("shardrt: " + what + ": its __dlpack_device__ says CUDA but its capsule holds device type " +

@@ -97,18 +97,8 @@ Tensor borrow_dlpack(const pyb::handle& obj, const std::string& what) {
       throw pyb::value_error("shardrt: " + what + " is not in host memory (DLPack device type " +
                              std::to_string(dev.first) + "); copy it to the CPU first (tensor.cpu())");
   }
-  pyb::object cap = obj.attr("__dlpack__")();
-  auto* m = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(cap.ptr(), "dltensor"));
-  if (!m) throw pyb::error_already_set();
-  // From here on the tensor is ours: the capsule must not free it again.
-  PyCapsule_SetName(cap.ptr(), "used_dltensor");
-  std::shared_ptr<void> owner(m, [](void* p) {
-    auto* mt = static_cast<DLManagedTensor*>(p);
-    if (!mt->deleter) return;
-    if (!Py_IsInitialized()) return;  // at exit: the producer's memory goes with the process
-    pyb::gil_scoped_acquire gil;
-    mt->deleter(mt);
-  });
+  std::shared_ptr<void> owner;
+  DLManagedTensor* m = consume_dltensor(obj.attr("__dlpack__")(), owner);
   const DLTensor& t = m->dl_tensor;
   DType dt = dtype_from_dl(t.dtype, what);
   if (!is_contiguous(t.shape, t.strides, t.ndim, 1))
@@ -187,7 +177,46 @@ void fill_dl_tensor(DLTensor& d, ExportCtx& ctx, void* data, DLDevice dev, DType
   d.byte_offset = 0;
 }
 
+// Fills a managed tensor (either DLPack kind) and wraps it in a capsule named `name`; on
+// failure the tensor and `ctx` are freed.
+template <class Managed>
+PyObject* wrap_capsule(Managed* m, ExportCtx* ctx, void* data, DLDevice dev, DType dt, const char* name,
+                       PyCapsule_Destructor destructor) {
+  m->manager_ctx = ctx;
+  m->deleter = [](Managed* self) {
+    delete static_cast<ExportCtx*>(self->manager_ctx);
+    delete self;
+  };
+  try {
+    fill_dl_tensor(m->dl_tensor, *ctx, data, dev, dt);
+  } catch (...) {
+    m->deleter(m);
+    throw;
+  }
+  PyObject* cap = PyCapsule_New(m, name, destructor);
+  if (!cap) {
+    m->deleter(m);
+    throw pyb::error_already_set();
+  }
+  return cap;
+}
+
 }  // namespace
+
+DLManagedTensor* consume_dltensor(const pyb::object& cap, std::shared_ptr<void>& owner) {
+  auto* m = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(cap.ptr(), "dltensor"));
+  if (!m) throw pyb::error_already_set();
+  // From here on the tensor is ours: the capsule must not free it again.
+  PyCapsule_SetName(cap.ptr(), "used_dltensor");
+  owner = std::shared_ptr<void>(m, [](void* p) {
+    auto* mt = static_cast<DLManagedTensor*>(p);
+    if (!mt->deleter) return;
+    if (!Py_IsInitialized()) return;  // at exit: the producer's memory goes with the process
+    pyb::gil_scoped_acquire gil;
+    mt->deleter(mt);
+  });
+  return m;
+}
 
 pyb::capsule export_dlpack(void* data, DLDevice dev, DType dt, const Dims& dims, std::shared_ptr<void> keep,
                            bool versioned, bool is_copy) {
@@ -199,40 +228,9 @@ pyb::capsule export_dlpack(void* data, DLDevice dev, DType dt, const Dims& dims,
     auto* m = new DLManagedTensorVersioned{};
     m->version = {1, 0};
     m->flags = is_copy ? 2u : 0u;
-    m->manager_ctx = ctx;
-    m->deleter = [](DLManagedTensorVersioned* self) {
-      delete static_cast<ExportCtx*>(self->manager_ctx);
-      delete self;
-    };
-    try {
-      fill_dl_tensor(m->dl_tensor, *ctx, data, dev, dt);
-    } catch (...) {
-      m->deleter(m);
-      throw;
-    }
-    cap = PyCapsule_New(m, "dltensor_versioned", versioned_capsule_destructor);
-    if (!cap) {
-      m->deleter(m);
-      throw pyb::error_already_set();
-    }
+    cap = wrap_capsule(m, ctx, data, dev, dt, "dltensor_versioned", versioned_capsule_destructor);
   } else {
-    auto* m = new DLManagedTensor{};
-    m->manager_ctx = ctx;
-    m->deleter = [](DLManagedTensor* self) {
-      delete static_cast<ExportCtx*>(self->manager_ctx);
-      delete self;
-    };
-    try {
-      fill_dl_tensor(m->dl_tensor, *ctx, data, dev, dt);
-    } catch (...) {
-      m->deleter(m);
-      throw;
-    }
-    cap = PyCapsule_New(m, "dltensor", capsule_destructor);
-    if (!cap) {
-      m->deleter(m);
-      throw pyb::error_already_set();
-    }
+    cap = wrap_capsule(new DLManagedTensor{}, ctx, data, dev, dt, "dltensor", capsule_destructor);
   }
   return pyb::reinterpret_steal<pyb::capsule>(cap);
 }

@@ -19,6 +19,11 @@ bool is_contiguous(const int64_t* shape, const int64_t* strides, int ndim, int64
 // (device type, device id) from the object's __dlpack_device__; (kDLCPU, 0) without one.
 std::pair<int, int> dlpack_device_of(const pyb::handle& obj);
 
+// Takes a producer's "dltensor" capsule (from __dlpack__): renames it "used_dltensor" so
+// that it does not free the tensor too, and returns the tensor with `owner` set to call
+// its deleter (under the GIL; skipped at interpreter exit) when the last user lets go.
+DLManagedTensor* consume_dltensor(const pyb::object& cap, std::shared_ptr<void>& owner);
+
 // A capsule ("dltensor", or "dltensor_versioned" when `versioned`) over `dims` elements of
 // `dt` at `data` on `dev`, contiguous; the capsule (then its consumer) holds `keep`.
 pyb::capsule export_dlpack(void* data, DLDevice dev, DType dt, const Dims& dims, std::shared_ptr<void> keep,

@@ -8,18 +8,17 @@
 #include "backends/cuda/device_comm.h"
 
 #include <sched.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <thread>
 
 #include "backends/cuda/cuda_common.h"
+#include "backends/cuda/host_identity.h"
 #include "backends/cuda/nccl_loader.h"
 #include "dist/bootstrap.h"
 
@@ -521,21 +520,6 @@ struct Identity {
 };
 static_assert(sizeof(Identity) == 256, "fixed record size for the exchange");
 
-void copy_str(char* dst, size_t cap, const std::string& s) {
-  std::memset(dst, 0, cap);
-  std::memcpy(dst, s.data(), std::min(cap - 1, s.size()));
-}
-
-std::string host_identity() {
-  char h[64] = {0};
-  gethostname(h, sizeof h - 1);
-  std::string id = h;
-  std::ifstream f("/proc/sys/kernel/random/boot_id");
-  std::string boot;
-  if (f && std::getline(f, boot)) id += "/" + boot;
-  return id;
-}
-
 }  // namespace
 
 // ---------------------------------------------------- one-shot peer path ----
@@ -649,10 +633,10 @@ std::unique_ptr<DeviceComm> DeviceComm::create(dist::Communicator& host, cudaStr
   }
 
   Identity me{};
-  copy_str(me.host, sizeof me.host, host_identity());
+  copy_cstr(me.host, sizeof me.host, host_identity());
   char bus[32] = {0};
   SHARDRT_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, int(sizeof bus) - 1, dev));
-  copy_str(me.bus, sizeof me.bus, bus);
+  copy_cstr(me.bus, sizeof me.bus, bus);
   std::string why;
   const char* env = std::getenv("SHARDRT_NCCL");
   if (env && std::string(env) == "0")
@@ -660,7 +644,7 @@ std::unique_ptr<DeviceComm> DeviceComm::create(dist::Communicator& host, cudaStr
   else
     nccl_loadable(&why);  // sets `why` when it fails
   me.nccl_ok = why.empty();
-  copy_str(me.why, sizeof me.why, why);
+  copy_cstr(me.why, sizeof me.why, why);
 
   // Every rank decides from the same records, so every rank takes the same path.
   dist::Communicator& world = host.group("world");

@@ -2,15 +2,14 @@
 // maps every rank's buffer into every other rank of the group.
 #include "backends/cuda/peer_allreduce.h"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <vector>
 
 #include "backends/cuda/cuda_common.h"
+#include "backends/cuda/host_identity.h"
 #include "dist/communicator.h"
 
 namespace shardrt::cuda {
@@ -194,21 +193,6 @@ struct HandleMsg {
   cudaIpcMemHandle_t handle;
 };
 
-void put(char* dst, size_t cap, const std::string& s) {
-  std::memset(dst, 0, cap);
-  std::memcpy(dst, s.data(), std::min(cap - 1, s.size()));
-}
-
-std::string host_identity() {
-  char h[64] = {0};
-  gethostname(h, sizeof h - 1);
-  std::string id = h;
-  std::ifstream f("/proc/sys/kernel/random/boot_id");
-  std::string boot;
-  if (f && std::getline(f, boot)) id += "/" + boot;
-  return id;
-}
-
 std::string cuda_err(cudaError_t e) {
   cudaGetLastError();  // clear it: the failure is reported, not sticky
   return cudaGetErrorString(e);
@@ -240,7 +224,7 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::create(dist::Communicator& g, int 
 
   // 1. Where every rank is, and its settings: agree on "off" and the smallest threshold.
   Identity id{};
-  put(id.host, sizeof id.host, host_identity());
+  copy_cstr(id.host, sizeof id.host, host_identity());
   SHARDRT_CUDA_CHECK(cudaDeviceGetPCIBusId(id.bus, int(sizeof id.bus) - 1, device));
   id.enabled = s.enabled;
   id.max_bytes = s.max_bytes;
@@ -266,12 +250,12 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::create(dist::Communicator& g, int 
     if (e != cudaSuccess) {
       cuda_err(e);
       st.ok = 0;
-      put(st.why, sizeof st.why, std::string("GPU ") + ids[r].bus + " (of rank " + std::to_string(g.world_rank_of(int(r))) +
+      copy_cstr(st.why, sizeof st.why, std::string("GPU ") + ids[r].bus + " (of rank " + std::to_string(g.world_rank_of(int(r))) +
                                      ") is not visible here");
     } else if (cudaDeviceCanAccessPeer(&can, device, other) != cudaSuccess || !can) {
       cudaGetLastError();
       st.ok = 0;
-      put(st.why, sizeof st.why, std::string("GPU ") + id.bus + " cannot access GPU " + ids[r].bus);
+      copy_cstr(st.why, sizeof st.why, std::string("GPU ") + id.bus + " cannot access GPU " + ids[r].bus);
     }
   }
   std::vector<Status> sts;
@@ -288,7 +272,7 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::create(dist::Communicator& g, int 
   HandleMsg hm{};
   hm.ok = 1;
   auto local_fail = [&](const std::string& w) {
-    if (hm.ok) put(hm.why, sizeof hm.why, w);
+    if (hm.ok) copy_cstr(hm.why, sizeof hm.why, w);
     hm.ok = 0;
   };
   cudaError_t e = cudaMalloc(&p->own_, kFlagBytes + 2 * p->slot_bytes_);
@@ -321,7 +305,7 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::create(dist::Communicator& g, int 
     void* q = nullptr;
     e = cudaIpcOpenMemHandle(&q, hms[size_t(r)].handle, cudaIpcMemLazyEnablePeerAccess);
     if (e != cudaSuccess) {
-      if (os.ok) put(os.why, sizeof os.why, "cudaIpcOpenMemHandle (rank " + std::to_string(g.world_rank_of(r)) + "): " + cuda_err(e));
+      if (os.ok) copy_cstr(os.why, sizeof os.why, "cudaIpcOpenMemHandle (rank " + std::to_string(g.world_rank_of(r)) + "): " + cuda_err(e));
       os.ok = 0;
       continue;
     }
