@@ -118,7 +118,8 @@ class FuseLinear : public Pass {
     Value* y = lin->out(0);
     if (!y || !y->shape_inferred || y->shape.empty()) return false;
     const Dim& nd = y->shape.back();
-    if (!lin->in(2) && nd.known()) {
+    // Only before an activation: act(x·W) + b is not act(x·W + b).
+    if (!lin->in(2) && nd.known() && lin->attr_s("activation", "none") == "none") {
       if (Node* add = sole_user(g, y, "Add")) {
         Value* other = add->in(0) == y ? add->in(1) : add->in(0);
         Tensor bt;

@@ -397,6 +397,24 @@ TEST(FuseLinear, ActivationBehindAReshape) {
   EXPECT_EQ(g.outputs[0]->name, "z");
 }
 
+TEST(FuseLinear, AddAfterTheActivationStaysAnAdd) {
+  // relu(x·W) + b is not relu(x·W + b): once the activation is in the Linear, a following
+  // constant Add is not its bias.
+  Graph g;
+  Value* x = g.add_input("x", DType::F32, {Dim(4), Dim(8)});
+  Value* w = cst(g, "w", rand_tensor({8, 6}, 40));
+  Value* mm = out(g.add_node("MatMul", "mm", {x, w}, {"mm"}));
+  Value* r = out(g.add_node("Relu", "relu", {mm}, {"r"}));
+  Value* y = out(g.add_node("Add", "add", {r, cst(g, "b", rand_tensor({6}, 41))}, {"y"}));
+  g.outputs = {y};
+  infer_graph(g);
+  auto pass = make_fuse_linear_pass();
+  // Same GEMM and the same add: the fused and unfused graphs differ by rounding only.
+  run_and_compare(g, *pass, {{"x", rand_tensor({4, 8}, 42)}}, 1e-5);
+  EXPECT_EQ(count_op(g, "shardrt.Linear"), 1);
+  EXPECT_EQ(count_op(g, "Add"), 1) << g.print();
+}
+
 TEST(FuseLinear, RefusesWhatItCannotExpress) {
   Graph g;
   Value* a = g.add_input("a", DType::F32, {Dim(3), Dim(4)});
