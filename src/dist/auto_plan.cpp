@@ -19,9 +19,10 @@ const std::set<std::string> kThrough = {"Transpose", "Reshape", "Squeeze", "Unsq
 const std::set<std::string> kElementwise = {"Relu", "Gelu", "shardrt.Silu", "Sigmoid", "Tanh", "Mul", "shardrt.SwiGLU",
                                             "Add", "Div", "Erf", "Identity", "Cast", "Reshape"};
 
+// (A packed gate/up Linear, activation swiglu, is left whole: its weight splits in two halves.)
 bool is_linear(const Node* n) {
   return n && (n->op == "shardrt.Linear" || n->op == "MatMul") && n->in(1) && n->in(1)->is_constant() &&
-         n->in(1)->shape.size() == 2;
+         n->in(1)->shape.size() == 2 && n->attr_s("activation", "none") != "swiglu";
 }
 int64_t out_features(const Node* n) {
   bool tb = n->op == "shardrt.Linear" && n->attr_i("trans_b", 0) != 0;

@@ -2,9 +2,10 @@
 // → one tensor-parallel rank's decoder network.
 //
 // torch.nn.Linear weights are [out, in] (shardrt.Linear trans_b 1): a column-parallel slice
-// (q/k/v, gate/up, the LM head) is a block of rows, a row-parallel one (o_proj, down_proj) a
-// strided block of columns. A rank's q heads h0 .. h0 + Hq/tp use kv heads g0 .. g0 + Hkv/tp,
-// the groups grouped-query attention pairs them with, so the split keeps GQA intact.
+// (q/k/v, gate/up, the LM head) is a block of rows (q/k/v and gate/up each packed into one
+// Linear), a row-parallel one (o_proj, down_proj) a strided block of columns. A rank's q
+// heads h0 .. h0 + Hq/tp use kv heads g0 .. g0 + Hkv/tp, the groups grouped-query attention
+// pairs them with, so the split keeps GQA intact.
 #include "models/decoder_common.h"
 
 namespace shardrt::models {
@@ -36,12 +37,6 @@ Network build_llama(const std::string& model_dir, const DecoderConfig& cfg, cons
     if (tp == 1) return linear_op(net, x, wt, b, /*trans_b=*/true, "none", n);
     ITensor y = all_reduce(net, linear_op(net, x, wt, {}, true, "none", n), n + "/all_reduce");
     return b ? net.add(y, b, n + "/bias") : y;
-  };
-  // Column-parallel: this rank's output rows.
-  auto col_parallel = [&](ITensor x, const std::string& n, int64_t out_dim, int64_t r0, int64_t rn, bool bias) {
-    ITensor wt = net.weight(n + ".weight", w.rows(n + ".weight", {out_dim, H}, r0, rn));
-    ITensor b = bias ? net.weight(n + ".bias", w.rows(n + ".bias", {out_dim}, r0, rn)) : ITensor{};
-    return linear_op(net, x, wt, b, /*trans_b=*/true, "none", n);
   };
 
   ITensor embed = net.weight("embed_tokens.weight", w.full("embed_tokens.weight", {V, H}));
@@ -75,9 +70,17 @@ Network build_llama(const std::string& model_dir, const DecoderConfig& cfg, cons
     x = net.add(x, row_parallel(att, a + "o_proj", Hq * D, q0, hq * D, cfg.o_bias), p + "attn/residual");
 
     ITensor m = rms_norm(x, p + "post_attention_layernorm");
-    ITensor g = col_parallel(m, p + "mlp.gate_proj", F, f0, fn, cfg.mlp_bias);
-    ITensor u = col_parallel(m, p + "mlp.up_proj", F, f0, fn, cfg.mlp_bias);
-    m = net.op("shardrt.SwiGLU", {g, u}, {}, 1, p + "mlp.act")[0];
+    // One packed gate/up projection with the SwiGLU as its activation: this rank's rows of
+    // gate_proj, then the same rows of up_proj (the slices two column-parallel Linears would
+    // take), so a decode step streams both weights in one GEMV and writes silu(g)·u once.
+    const std::string mlp = p + "mlp.";
+    ITensor gu_w = net.weight(mlp + "gate_up.weight", w.rows({{mlp + "gate_proj.weight", {F, H}, f0, fn},
+                                                              {mlp + "up_proj.weight", {F, H}, f0, fn}}));
+    ITensor gu_b;
+    if (cfg.mlp_bias)
+      gu_b = net.weight(mlp + "gate_up.bias", w.rows({{mlp + "gate_proj.bias", {F}, f0, fn},
+                                                       {mlp + "up_proj.bias", {F}, f0, fn}}));
+    m = linear_op(net, m, gu_w, gu_b, /*trans_b=*/true, "swiglu", mlp + "gate_up");
     x = net.add(x, row_parallel(m, p + "mlp.down_proj", F, f0, fn, cfg.mlp_bias), p + "mlp/residual");
   }
 

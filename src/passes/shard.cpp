@@ -366,6 +366,9 @@ class Sharder {
     if (e && (e->style == "colwise" || e->style == "rowwise") && (is_linear || is_embed)) {
       res_.matched.push_back(n->describe() + ": " + e->str() + " from '" + e->pattern + "'");
       used_.insert(e);
+      if (is_linear && n->attr_s("activation", "none") == "swiglu")
+        refuse(n, e->style + " cannot split a packed gate/up weight (activation swiglu): shard the gate and up "
+                             "projections as separate Linears");
       if (is_linear) return linear(n, *e);
       return embedding(n, *e);
     }

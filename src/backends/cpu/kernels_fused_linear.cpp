@@ -1,7 +1,9 @@
-// CPU kernels of shardrt.Linear, shardrt.Silu and shardrt.SwiGLU. Half types compute in fp32
+// CPU kernels of shardrt.Linear (activation swiglu included), shardrt.Silu and
+// shardrt.SwiGLU. Half types compute in fp32
 // (one conversion in, one out); fp64 computes in fp64. The GEMM goes through gemm.h.
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
@@ -113,12 +115,105 @@ std::vector<float> as_f32(const Tensor& t) {
   return v;
 }
 
+// Rows [i0, i1) of Y[M, N] = silu(S[:, :N]) · S[:, N:2N] from the [M, 2N] pre-activations S
+// (bias already added).
+template <class T>
+void swiglu_rows(const T* s, T* y, int64_t N, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const T* g = s + i * 2 * N;
+    const T* u = g + N;
+    T* r = y + i * N;
+    if constexpr (std::is_same_v<T, float>) {
+      for (int64_t j = 0; j < N; ++j) r[j] = act_f32(Act::Silu, g[j]) * u[j];
+    } else {
+      for (int64_t j = 0; j < N; ++j) r[j] = g[j] / (T(1) + std::exp(-g[j])) * u[j];
+    }
+  }
+}
+
+// activation "swiglu": W packs the gate projection's N outputs then the up projection's N
+// (rows of [2N, K] with trans_b, columns of [K, 2N] without), B likewise [2N]; Y [..., N] =
+// silu(X·Wg + Bg) · (X·Wu + Bu). One GEMM into a [M, 2N] scratch, then the combine.
+void linear_swiglu(KernelCtx& c, const Tensor& X, const Tensor& W, const Tensor* B, Tensor& Y, bool tb) {
+  const DType t = X.dtype();
+  const int64_t K = X.dim(-1);
+  const int64_t N = Y.dim(-1), N2 = 2 * N;
+  if (W.rank() != 2 || (tb ? W.dim(0) : W.dim(1)) != N2 || (tb ? W.dim(1) : W.dim(0)) != K)
+    c.fail("activation swiglu: W must be " + std::string(tb ? "[2N, K]" : "[K, 2N]") + " with N = " +
+           std::to_string(N) + ", K = " + std::to_string(K));
+  if (B && B->numel() != N2) c.fail("activation swiglu: B must have 2N = " + std::to_string(N2) + " elements");
+  const int64_t M = K > 0 ? X.numel() / K : Y.numel() / std::max<int64_t>(1, N);
+  if (M == 0 || N == 0) return;
+  const int64_t ldb = tb ? K : N2;
+  const int64_t grain = std::max<int64_t>(1, 16384 / N2);
+  auto add_bias = [&](auto* s, const auto* b) {
+    if (!b) return;
+    parallel_for(M, grain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t j = 0; j < N2; ++j) s[i * N2 + j] += b[j];
+    });
+  };
+  switch (t) {
+    case DType::F64: {
+      std::vector<double> s(static_cast<size_t>(M * N2), 0.0);
+      if (K > 0) gemm_typed(DType::F64, false, tb, M, N2, K, 1.f, X.raw(), K, W.raw(), ldb, 0.f, s.data(), N2);
+      add_bias(s.data(), B ? B->data<double>() : nullptr);
+      double* y = Y.data<double>();
+      parallel_for(M, grain, [&](int64_t i0, int64_t i1) { swiglu_rows(s.data(), y, N, i0, i1); });
+      return;
+    }
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16: {
+      std::vector<float> xf, wf, bf;
+      const float* x = nullptr;
+      const float* w = nullptr;
+      const float* b = nullptr;
+      if (t == DType::F32) {
+        x = X.data<float>();
+        w = W.data<float>();
+        b = B ? B->data<float>() : nullptr;
+      } else {
+        xf = as_f32(X);
+        wf = as_f32(W);
+        if (B) bf = as_f32(*B);
+        x = xf.data();
+        w = wf.data();
+        b = B ? bf.data() : nullptr;
+      }
+      std::vector<float> s(static_cast<size_t>(M * N2), 0.f);
+      if (K > 0) gemm_f32(false, tb, M, N2, K, 1.f, x, K, w, ldb, 0.f, s.data(), N2);
+      add_bias(s.data(), b);
+      if (t == DType::F32) {
+        float* y = Y.data<float>();
+        parallel_for(M, grain, [&](int64_t i0, int64_t i1) { swiglu_rows(s.data(), y, N, i0, i1); });
+      } else {
+        char* y = static_cast<char*>(Y.raw());
+        parallel_for(M, grain, [&](int64_t i0, int64_t i1) {
+          std::vector<float> r(static_cast<size_t>(N));
+          for (int64_t i = i0; i < i1; ++i) {
+            swiglu_rows(s.data() + i * N2, r.data(), N, 0, 1);
+            from_f32(t, r.data(), y + size_t(i * N) * 2, N);  // both half types are 2 bytes
+          }
+        });
+      }
+      return;
+    }
+    default: c.fail(std::string("unsupported dtype ") + dtype_name(t));
+  }
+}
+
 void linear_kernel(KernelCtx& c) {
   const Tensor& X = *c.in[0];
   const Tensor& W = *c.in[1];
   const Tensor* B = c.input(2);
   Tensor& Y = *c.out[0];
   const bool tb = c.node.attr_i("trans_b", 0) != 0;
+  if (c.node.attr_s("activation", "none") == "swiglu") {
+    if (W.dtype() != X.dtype() || (B && B->dtype() != X.dtype())) c.fail("X, W and B must have one dtype");
+    linear_swiglu(c, X, W, B, Y, tb);
+    return;
+  }
   const Act act = parse_act(c);
   const DType t = X.dtype();
   if (W.dtype() != t || (B && B->dtype() != t)) c.fail("X, W and B must have one dtype");

@@ -3,12 +3,15 @@
 // the right operand becomes cuBLASLt's A, the left its B, and D is Y^T with ld N.
 // Bias, ReLU and tanh-GELU run as cuBLASLt epilogues; erf-GELU and SiLU (no exact epilogue)
 // as a vectorised kernel after the bias epilogue. int32/int64 go to a tiled kernel.
+// Linear's activation "swiglu" (packed gate/up weight) takes the GEMV's paired-row form for
+// decode rows, else a GEMM into the workspace and a combine kernel (gemm_swiglu.h).
 #include <algorithm>
 #include <vector>
 
 #include "backends/cuda/gemm_epilogue.h"
 #include "backends/cuda/gemm_int.h"
 #include "backends/cuda/gemm_lt.h"
+#include "backends/cuda/gemm_swiglu.h"
 #include "backends/cuda/gemv.h"
 
 namespace shardrt::cuda {
@@ -188,7 +191,74 @@ void row_gemm(KernelCtx& c, const RowGemm& g) {
   if (own_act || late_bias) bias_act(c, g.dt, g.y, g.N, g.y, g.M, g.N, late_bias, own_act ? g.act : Act::None);
 }
 
+// activation "swiglu": W packs the gate projection's N outputs then the up projection's N
+// (rows of [2N, K] with trans_b, columns of [K, 2N] without), B [2N]. Decode-sized row counts
+// with trans_b take the GEMV, which forms each product from the two rows it streams; the
+// rest run one cuBLASLt GEMM (bias in its epilogue) into a [rows, 2N] workspace block per
+// chunk of rows, then the combine kernel.
+void linear_swiglu(KernelCtx& c, DType dt, int64_t M, int64_t N, int64_t K, const void* x, const void* w, bool tb,
+                   const void* bias, void* y, bool w_const) {
+  if (M == 0 || N == 0) return;
+  const size_t es = dtype_size(dt);
+  const int64_t N2 = 2 * N;
+  if (K == 0) {  // empty sums: the pre-activations are the bias (or 0)
+    void* s = c.res.workspace(size_t(M * N2) * es);
+    SHARDRT_CUDA_CHECK(cudaMemsetAsync(s, 0, size_t(M * N2) * es, c.stream()));
+    if (bias) bias_act(c, dt, s, N2, s, M, N2, bias, Act::None);
+    swiglu_combine(c, dt, s, N2, y, M, N);
+    return;
+  }
+  if (tb && M <= kGemvMaxRows && gemv_enabled() && launch_gemv_swiglu(dt, M, N, K, x, w, bias, y, w_const, c.stream()))
+    return;
+  GemmState& st = state(c);
+  int64_t chunk = std::max<int64_t>(1, kPadChunkBytes / (N2 * int64_t(es)));
+  if (chunk >= 128) chunk = chunk / 128 * 128;
+  chunk = std::min(chunk, M);
+  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+    const int64_t rows = std::min(chunk, M - r0);
+    const char* xr = cp(x, r0 * K, es);
+    const int align = std::min(ptr_align(xr), ptr_align(w));  // D sits at the workspace start (256-aligned)
+    auto problem = [&](int epi) { return row_problem(dt, rows, N2, K, tb, tb ? K : N2, N2, epi, align); };
+    bool bias_in_gemm = bias != nullptr;
+    LtPlan* plan = &st.cache.get(c, problem(bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT));
+    if (!plan->ok() && bias_in_gemm) {  // no bias epilogue for this dtype (fp64): added after
+      bias_in_gemm = false;
+      plan = &st.cache.get(c, problem(CUBLASLT_EPILOGUE_DEFAULT));
+    }
+    if (!plan->ok())
+      c.fail(std::string("cuBLASLt has no GEMM for dtype ") + dtype_name(dt) + " (" + plan->problem().key() + ")");
+    LtArgs a;
+    a.a = w;
+    a.b = xr;
+    a.bias = bias_in_gemm ? bias : nullptr;
+    a.d_in_ws = true;
+    a.ws_prefix = (size_t(rows * N2) * es + 255) / 256 * 256;
+    void* out = plan->run(c, a, 1.0, 0.0);
+    if (bias && !bias_in_gemm) bias_act(c, dt, out, N2, out, rows, N2, bias, Act::None);
+    swiglu_combine(c, dt, out, N2, mp(y, r0 * N, es), rows, N);
+  }
+}
+
 void linear_kernel(KernelCtx& c) {
+  if (c.node.attr_s("activation", "none") == "swiglu") {
+    const DevTensor& X = *c.in[0];
+    const DevTensor& W = *c.in[1];
+    const DevTensor* B = c.input(2);
+    DevTensor& Y = *c.out[0];
+    const bool tb = c.node.attr_i("trans_b", 0) != 0;
+    const DType t = X.dtype;
+    if (!is_lt_float(t)) c.unsupported(std::string("dtype ") + dtype_name(t) + " is not supported (fp32, fp16, bf16, fp64)");
+    if (W.dtype != t || (B && B->dtype != t)) c.fail("X, W and B must have one dtype");
+    if (X.rank() < 1 || W.rank() != 2) c.fail("X must have rank >= 1 and W rank 2");
+    const int64_t K = X.dim(-1);
+    const int64_t N = Y.dim(-1);
+    if ((tb ? W.dim(1) : W.dim(0)) != K || (tb ? W.dim(0) : W.dim(1)) != 2 * N)
+      c.fail("activation swiglu: W's dims do not match X and Y (W must be " + std::string(tb ? "[2N, K]" : "[K, 2N]") + ")");
+    if (B && B->numel() != 2 * N) c.fail("activation swiglu: B must have 2N elements");
+    const int64_t M = K > 0 ? X.numel() / K : (N > 0 ? Y.numel() / N : 0);
+    linear_swiglu(c, t, M, N, K, X.data, W.data, tb, B ? B->data : nullptr, Y.data, c.host_input(1) != nullptr);
+    return;
+  }
   const DevTensor& X = *c.in[0];
   const DevTensor& W = *c.in[1];
   const DevTensor* B = c.input(2);

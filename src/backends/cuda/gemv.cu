@@ -10,6 +10,10 @@
 // one round of loads (the latency of a small GEMV is one memory round trip, not several);
 // R so that the grid still gives every SM a couple of blocks.
 //
+// Linear's activation "swiglu" (launch_gemv_swiglu): a warp's R rows are R/2 gate rows and
+// the up rows of the same outputs (W [2N, K] packs gate then up), so the thread that stores
+// an output holds both sums and writes silu(g)·u once: no [M, 2N] intermediate.
+//
 // Launched with programmatic dependent launch (launch_pdl.h): the first round of weight
 // loads and the bias are issued before the wait for the previous kernel (weights are
 // constant; the launcher says whether W is one), so a GEMV's weight stream overlaps the tail
@@ -73,31 +77,40 @@ __device__ inline uint4 load_stream(const uint4* p) {
 template <int MM> constexpr int unroll_for() { return MM == 1 ? 4 : 2; }
 
 // MM: X rows the kernel is built for (1, or up to 4 with M of them real); R weight rows per
-// warp; KS warps sharing one row group's K.
-template <class T, int MM, int R, int KS>
+// warp; KS warps sharing one row group's K. SW (swiglu): W is [2N, K], gate rows then up
+// rows; a warp's R rows are P = R/2 gate rows j and the up rows N + j of the same outputs,
+// and output j is silu(gate_j + bias_j) · (up_j + bias_{N+j}) (bias [2N]). Otherwise P = R
+// outputs, one per weight row.
+template <class T, int MM, int R, int KS, bool SW>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                                             const T* __restrict__ bias, T* __restrict__ y, int64_t N,
                                                             int64_t K, int M, int act, int w_const) {
+  static_assert(!SW || R % 2 == 0, "swiglu pairs a gate row with an up row");
   constexpr int RG = kWarps / KS;
+  constexpr int P = SW ? R / 2 : R;  // outputs per warp
   constexpr int U = unroll_for<MM>();
   __shared__ float red[KS > 1 ? kWarps * MM * R : 1];
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
   const int rg = warp / KS, ks = warp % KS;
-  const int64_t n0 = (int64_t(blockIdx.x) * RG + rg) * R;  // may be >= N: such rows load row N-1, store nothing
+  const int64_t n0 = (int64_t(blockIdx.x) * RG + rg) * P;  // first output; may be >= N: such rows load row N-1, store nothing
   const int64_t kv = K / (16 / int64_t(sizeof(T)));         // 16-byte vectors per row
   const int64_t chunk = (kv + KS - 1) / KS;
   const int64_t c0 = int64_t(ks) * chunk;
   const int64_t c1 = c0 + chunk < kv ? c0 + chunk : kv;  // this warp's vectors [c0, c1) (may be empty)
   const uint4* wr[R];
 #pragma unroll
-  for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const uint4*>(w + (n0 + r < N ? n0 + r : N - 1) * K);
+  for (int r = 0; r < R; ++r) {
+    const int64_t j = n0 + r % P;
+    const int64_t row = (j < N ? j : N - 1) + (SW && r >= P ? N : 0);
+    wr[r] = reinterpret_cast<const uint4*>(w + row * K);
+  }
 
-  // The thread that stores output (row group og, X row om, weight row orr).
-  constexpr int kOuts = RG * MM * R;
+  // The thread that stores output (row group og, X row om, output orr of the warp's P).
+  constexpr int kOuts = RG * MM * P;
   const int ot = KS > 1 ? int(threadIdx.x) : lane;  // KS == 1: the warp's own lanes store
-  const int og = KS > 1 ? ot / (MM * R) : rg, om = (ot / R) % MM, orr = ot % R;
-  const int64_t on = (int64_t(blockIdx.x) * RG + og) * R + orr;
-  const bool ostore = (KS > 1 ? ot < kOuts : lane < MM * R) && on < N && om < M;
+  const int og = KS > 1 ? ot / (MM * P) : rg, om = (ot / P) % MM, orr = ot % P;
+  const int64_t on = (int64_t(blockIdx.x) * RG + og) * P + orr;
+  const bool ostore = (KS > 1 ? ot < kOuts : lane < MM * P) && on < N && om < M;
 
   float acc[MM][R];
 #pragma unroll
@@ -122,6 +135,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
   pdl_trigger();
   if (!w_const) load_w(c0);
   const float ob = (ostore && bias) ? to_f(bias[on]) : 0.f;
+  const float obu = (SW && ostore && bias) ? to_f(bias[N + on]) : 0.f;  // the up half's bias
 
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   for (int64_t b0 = c0; b0 < c1; b0 += 32 * U) {  // warp-uniform rounds
@@ -147,14 +161,17 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
 #pragma unroll
       for (int off = 16; off > 0; off >>= 1) acc[m][r] += __shfl_xor_sync(0xffffffffu, acc[m][r], off);
 
-  float v = 0.f;
+  float v = 0.f, vu = 0.f;  // vu: the up row's sum (swiglu)
   if constexpr (KS == 1) {
-    // Every lane holds every sum: lane m·R + r stores (m, r) (constant indices: no local memory).
+    // Every lane holds every sum: lane m·P + p stores (m, p) (constant indices: no local memory).
 #pragma unroll
     for (int m = 0; m < MM; ++m)
 #pragma unroll
-      for (int r = 0; r < R; ++r)
-        if (lane == m * R + r) v = acc[m][r];
+      for (int p = 0; p < P; ++p)
+        if (lane == m * P + p) {
+          v = acc[m][p];
+          if constexpr (SW) vu = acc[m][p + P];
+        }
   } else {
     if (lane == 0) {
 #pragma unroll
@@ -165,10 +182,16 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
     __syncthreads();
     if (ostore) {
 #pragma unroll
-      for (int k = 0; k < KS; ++k) v += red[((og * KS + k) * MM + om) * R + orr];
+      for (int k = 0; k < KS; ++k) {
+        v += red[((og * KS + k) * MM + om) * R + orr];
+        if constexpr (SW) vu += red[((og * KS + k) * MM + om) * R + orr + P];
+      }
     }
   }
-  if (ostore) y[int64_t(om) * N + on] = from_f<T>(act_fn<float>(act, v + ob));
+  if (ostore) {
+    if constexpr (SW) y[int64_t(om) * N + on] = from_f<T>(act_fn<float>(int(Act::Silu), v + ob) * (vu + obu));
+    else y[int64_t(om) * N + on] = from_f<T>(act_fn<float>(act, v + ob));
+  }
 }
 
 int sm_count() {
@@ -184,53 +207,85 @@ int sm_count() {
   return cached[dev];
 }
 
-template <class T, int MM, int R, int KS>
+template <class T, int MM, int R, int KS, bool SW>
 void launch_shape(int64_t M, int64_t N, int64_t K, const T* x, const T* w, const T* b, int act, T* y, int wc,
                   cudaStream_t s) {
-  const int64_t rows_per_block = int64_t(kWarps / KS) * R;
-  const unsigned blocks = unsigned((N + rows_per_block - 1) / rows_per_block);
-  launch_pdl(gemv_kernel<T, MM, R, KS>, dim3(blocks), dim3(kWarps * 32), 0, s, x, w, b, y, N, K, int(M), act, wc);
+  const int64_t outs_per_block = int64_t(kWarps / KS) * (SW ? R / 2 : R);
+  const unsigned blocks = unsigned((N + outs_per_block - 1) / outs_per_block);
+  launch_pdl(gemv_kernel<T, MM, R, KS, SW>, dim3(blocks), dim3(kWarps * 32), 0, s, x, w, b, y, N, K, int(M), act, wc);
 }
 
-template <class T, int MM, int R>
+template <class T, int MM, int R, bool SW>
 void launch_ks(int ks, int64_t M, int64_t N, int64_t K, const T* x, const T* w, const T* b, int act, T* y, int wc,
                cudaStream_t s) {
   switch (ks) {
-    case 1: launch_shape<T, MM, R, 1>(M, N, K, x, w, b, act, y, wc, s); break;
-    case 2: launch_shape<T, MM, R, 2>(M, N, K, x, w, b, act, y, wc, s); break;
-    case 4: launch_shape<T, MM, R, 4>(M, N, K, x, w, b, act, y, wc, s); break;
-    default: launch_shape<T, MM, R, 8>(M, N, K, x, w, b, act, y, wc, s); break;
+    case 1: launch_shape<T, MM, R, 1, SW>(M, N, K, x, w, b, act, y, wc, s); break;
+    case 2: launch_shape<T, MM, R, 2, SW>(M, N, K, x, w, b, act, y, wc, s); break;
+    case 4: launch_shape<T, MM, R, 4, SW>(M, N, K, x, w, b, act, y, wc, s); break;
+    default: launch_shape<T, MM, R, 8, SW>(M, N, K, x, w, b, act, y, wc, s); break;
   }
+}
+
+// The K split over warps: the fewest warps per row group (a power of two up to 8) that
+// leave each warp at most one round (32·U vectors) of a row.
+template <class T, int MM>
+int pick_ks(int64_t K) {
+  const int64_t kv = K / (16 / int64_t(sizeof(T)));
+  const int64_t round = 32 * unroll_for<MM>();
+  int ks = 1;
+  while (ks < kWarps && (kv + ks - 1) / ks > round) ks *= 2;
+  return ks;
+}
+
+// Weight rows per warp: the most (4, 2, 1; swiglu 4 or 2, a gate/up pair per output) that
+// still give the grid two blocks per SM. `rows`: weight rows in all (2N with swiglu).
+int pick_r(int64_t rows, int ks, bool sw) {
+  const int64_t want = 2 * int64_t(sm_count());
+  const int64_t rg = kWarps / ks;
+  const int rmin = sw ? 2 : 1;
+  int r = 4;
+  while (r > rmin && (rows + rg * r - 1) / (rg * r) < want) r /= 2;
+  return r;
 }
 
 template <class T, int MM>
 void launch_mm(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act, void* y,
                int wc, cudaStream_t s) {
-  // KS: the fewest warps per row group (a power of two up to 8) that leave each warp at most
-  // one round (32·U vectors) of a row.
-  const int64_t kv = K / (16 / int64_t(sizeof(T)));
-  const int64_t round = 32 * unroll_for<MM>();
-  int ks = 1;
-  while (ks < kWarps && (kv + ks - 1) / ks > round) ks *= 2;
-  // R: the most rows per warp (4, 2, 1) that still give the grid two blocks per SM.
-  const int64_t want = 2 * int64_t(sm_count());
-  const int64_t rg = kWarps / ks;
-  int r = 4;
-  while (r > 1 && (N + rg * r - 1) / (rg * r) < want) r /= 2;
+  const int ks = pick_ks<T, MM>(K);
+  const int r = pick_r(N, ks, false);
   const T* xp = static_cast<const T*>(x);
   const T* wp = static_cast<const T*>(w);
   const T* bp = static_cast<const T*>(bias);
   T* yp = static_cast<T*>(y);
   switch (r) {
-    case 4: launch_ks<T, MM, 4>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
-    case 2: launch_ks<T, MM, 2>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
-    default: launch_ks<T, MM, 1>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
+    case 4: launch_ks<T, MM, 4, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
+    case 2: launch_ks<T, MM, 2, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
+    default: launch_ks<T, MM, 1, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
   }
+}
+
+// swiglu: N outputs from 2N weight rows.
+template <class T, int MM>
+void launch_mm_swiglu(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, void* y, int wc,
+                      cudaStream_t s) {
+  const int ks = pick_ks<T, MM>(K);
+  const int r = pick_r(2 * N, ks, true);
+  const T* xp = static_cast<const T*>(x);
+  const T* wp = static_cast<const T*>(w);
+  const T* bp = static_cast<const T*>(bias);
+  T* yp = static_cast<T*>(y);
+  if (r == 4) launch_ks<T, MM, 4, true>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, s);
+  else launch_ks<T, MM, 2, true>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, s);
 }
 
 template <class T>
 void launch_typed(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act, void* y,
-                  int wc, cudaStream_t s) {
+                  int wc, bool swiglu, cudaStream_t s) {
+  if (swiglu) {
+    if (M == 1) launch_mm_swiglu<T, 1>(M, N, K, x, w, bias, y, wc, s);
+    else launch_mm_swiglu<T, 4>(M, N, K, x, w, bias, y, wc, s);
+    return;
+  }
   if (M == 1) launch_mm<T, 1>(M, N, K, x, w, bias, act, y, wc, s);
   else launch_mm<T, 4>(M, N, K, x, w, bias, act, y, wc, s);
 }
@@ -247,20 +302,34 @@ bool gemv_enabled() {
   return on;
 }
 
-bool launch_gemv(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act,
-                 void* y, bool w_const, cudaStream_t s) {
+namespace {
+
+bool launch_any(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act,
+                void* y, bool w_const, bool swiglu, cudaStream_t s) {
   if (M < 1 || M > kGemvMaxRows || N < 1 || K < 1) return false;
   const int64_t es = int64_t(dtype_size(t));
   if (t != DType::F32 && t != DType::F16 && t != DType::BF16) return false;
   // Rows of X and W start on 16-byte boundaries: K·es a multiple of 16, bases aligned.
   if ((K * es) % 16 != 0 || !aligned16(x) || !aligned16(w)) return false;
-  if (N > INT32_MAX) return false;  // grid size (at least one row per block)
+  if (N > INT32_MAX) return false;  // grid size (at least one output per block)
   switch (t) {
-    case DType::F32: launch_typed<float>(M, N, K, x, w, bias, act, y, w_const, s); break;
-    case DType::F16: launch_typed<__half>(M, N, K, x, w, bias, act, y, w_const, s); break;
-    default: launch_typed<__nv_bfloat16>(M, N, K, x, w, bias, act, y, w_const, s); break;
+    case DType::F32: launch_typed<float>(M, N, K, x, w, bias, act, y, w_const, swiglu, s); break;
+    case DType::F16: launch_typed<__half>(M, N, K, x, w, bias, act, y, w_const, swiglu, s); break;
+    default: launch_typed<__nv_bfloat16>(M, N, K, x, w, bias, act, y, w_const, swiglu, s); break;
   }
   return true;
+}
+
+}  // namespace
+
+bool launch_gemv(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act,
+                 void* y, bool w_const, cudaStream_t s) {
+  return launch_any(t, M, N, K, x, w, bias, act, y, w_const, false, s);
+}
+
+bool launch_gemv_swiglu(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias,
+                        void* y, bool w_const, cudaStream_t s) {
+  return launch_any(t, M, N, K, x, w, bias, Act::Silu, y, w_const, true, s);
 }
 
 }  // namespace shardrt::cuda::gemm

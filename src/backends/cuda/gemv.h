@@ -19,4 +19,10 @@ bool gemv_enabled();
 bool launch_gemv(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act,
                  void* y, bool w_const, cudaStream_t s);
 
+// Linear's activation "swiglu": Y[M, N] = silu(X·Wg^T + Bg) · (X·Wu^T + Bu) with W [2N, K] the
+// gate rows then the up rows and bias [2N] (or null): a warp streams the rows j and N + j of
+// its outputs together and stores the product once. Same refusals as launch_gemv.
+bool launch_gemv_swiglu(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias,
+                        void* y, bool w_const, cudaStream_t s);
+
 }  // namespace shardrt::cuda::gemm

@@ -1,5 +1,6 @@
 // Schemas of shardrt's linear-family fused ops: shardrt.Linear (MatMul/Gemm + bias +
-// activation), shardrt.Silu and shardrt.SwiGLU. The fusion passes in src/passes produce them.
+// activation, or a packed gate/up projection with activation swiglu), shardrt.Silu and
+// shardrt.SwiGLU. The fusion passes in src/passes produce them.
 #include <string>
 
 #include "ir/op_schema.h"
@@ -50,15 +51,23 @@ void linear() {
         c.fail("B " + shape_str(b) + " does not match N = " + n.str());
     }
     Shape y(x.begin(), x.end() - 1);
-    y.push_back(n);
+    // swiglu: W packs the gate's N/2 outputs then the up projection's N/2 (B likewise), and
+    // Y has the N/2 products.
+    if (c.node.attr_s("activation", "none") == "swiglu") {
+      if (n.known() && n.value % 2 != 0)
+        c.fail("activation swiglu needs an even N (gate then up outputs packed in W), got N = " + n.str());
+      y.push_back(n.known() ? Dim(n.value / 2) : dim_unknown());
+    } else {
+      y.push_back(n);
+    }
     c.set(0, c.in_types[0], y);
   };
   s.validate = [](const Node& n) -> std::string {
     int64_t tb = n.attr_i("trans_b", 0);
     if (tb != 0 && tb != 1) return "shardrt.Linear trans_b must be 0 or 1";
     std::string a = n.attr_s("activation", "none");
-    if (a != "none" && a != "relu" && a != "gelu" && a != "gelu_tanh" && a != "silu")
-      return "shardrt.Linear activation '" + a + "' is not supported (none|relu|gelu|gelu_tanh|silu)";
+    if (a != "none" && a != "relu" && a != "gelu" && a != "gelu_tanh" && a != "silu" && a != "swiglu")
+      return "shardrt.Linear activation '" + a + "' is not supported (none|relu|gelu|gelu_tanh|silu|swiglu)";
     return "";
   };
   register_schema(std::move(s));
