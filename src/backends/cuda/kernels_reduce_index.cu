@@ -1,13 +1,16 @@
 // ArgMax / ArgMin (keepdims through the shape rule, select_last_index) and CumSum
 // (exclusive, reverse; axis from the host copy of input 1), over lines of the
 // [outer, n, inner] view.
-//  - ArgMax/ArgMin: one block per line for long last-axis lines ((value, index) pairs
-//    combined with shuffles), else one thread per line (neighbouring threads read
+//  - ArgMax/ArgMin: for a few very long last-axis lines (a vocabulary), parts of each line
+//    in their own blocks and a merge; one block per line for other long last-axis lines
+//    ((value, index) pairs combined with shuffles), else one thread per line (neighbouring threads read
 //    neighbouring columns when inner > 1).
 //  - CumSum: a block-wide tiled scan per line for long last-axis lines (a carry between
 //    tiles), else one thread per line running the sum sequentially.
 // Values compare/accumulate in fp32 for fp16/bf16, fp64 for fp64, the integer type itself
 // for integers (CumSum wraps as the CPU kernel does).
+#include <algorithm>
+
 #include "backends/cuda/kernels_norm_util.cuh"
 
 namespace shardrt::cuda {
@@ -41,11 +44,35 @@ template <bool MAX, class A> __device__ __forceinline__ bool beats(A v2, int64_t
   return v2 == v && (last ? i2 > i : i2 < i);
 }
 
+// The block's best (value, index) of every thread's (bv, bi), in thread 0 (warp shuffles,
+// then the warps' winners through shared memory). Every thread of the block must call it.
+template <bool MAX, class A>
+__device__ void block_arg_reduce(A& bv, int64_t& bi, bool last) {
+  __shared__ A shv[32];
+  __shared__ int64_t shi[32];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const A v2 = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int64_t i2 = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (beats<MAX>(v2, i2, bv, bi, last)) { bv = v2; bi = i2; }
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+  __syncthreads();
+  if (lane == 0) { shv[warp] = bv; shi[warp] = bi; }
+  __syncthreads();
+  bv = lane < nw ? shv[lane] : A(0);
+  bi = lane < nw ? shi[lane] : -1;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const A v2 = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int64_t i2 = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (beats<MAX>(v2, i2, bv, bi, last)) { bv = v2; bi = i2; }
+  }
+}
+
 template <class T, bool MAX>
 __global__ void __launch_bounds__(512) arg_block(const T* __restrict__ x, int64_t* __restrict__ y, int64_t lines, int64_t n, bool last) {
   using A = typename vacc<T>::type;
-  __shared__ A shv[32];
-  __shared__ int64_t shi[32];
   for (int64_t l = blockIdx.x; l < lines; l += gridDim.x) {
     const T* xl = x + l * n;
     A bv = A(0);
@@ -54,26 +81,49 @@ __global__ void __launch_bounds__(512) arg_block(const T* __restrict__ x, int64_
       const A v = vld(xl[k]);
       if (beats<MAX>(v, k, bv, bi, last)) { bv = v; bi = k; }
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const A v2 = __shfl_xor_sync(0xffffffffu, bv, o);
-      const int64_t i2 = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (beats<MAX>(v2, i2, bv, bi, last)) { bv = v2; bi = i2; }
-    }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    __syncthreads();
-    if (lane == 0) { shv[warp] = bv; shi[warp] = bi; }
-    __syncthreads();
-    bv = lane < nw ? shv[lane] : A(0);
-    bi = lane < nw ? shi[lane] : -1;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const A v2 = __shfl_xor_sync(0xffffffffu, bv, o);
-      const int64_t i2 = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (beats<MAX>(v2, i2, bv, bi, last)) { bv = v2; bi = i2; }
-    }
+    block_arg_reduce<MAX>(bv, bi, last);
     if (threadIdx.x == 0) y[l] = bi < 0 ? 0 : bi;  // all NaN: the sequential scan keeps 0
   }
+}
+
+// Few long lines (a decode step's argmax over the vocabulary): block (p, l) finds the best
+// of part p of line l, then one warp per line merges the parts (the indices are global, so
+// ties resolve as in one pass).
+template <class T, bool MAX>
+__global__ void __launch_bounds__(512) arg_part(const T* __restrict__ x, typename vacc<T>::type* __restrict__ pv,
+                                                int64_t* __restrict__ pi, int64_t n, int64_t chunk, bool last) {
+  using A = typename vacc<T>::type;
+  const int64_t l = blockIdx.y, p = blockIdx.x;
+  const T* xl = x + l * n;
+  const int64_t k1 = min(n, (p + 1) * chunk);
+  A bv = A(0);
+  int64_t bi = -1;
+  for (int64_t k = p * chunk + threadIdx.x; k < k1; k += blockDim.x) {
+    const A v = vld(xl[k]);
+    if (beats<MAX>(v, k, bv, bi, last)) { bv = v; bi = k; }
+  }
+  block_arg_reduce<MAX>(bv, bi, last);
+  if (threadIdx.x == 0) {
+    pv[l * gridDim.x + p] = bv;
+    pi[l * gridDim.x + p] = bi;
+  }
+}
+
+template <class A, bool MAX>
+__global__ void arg_merge(const A* __restrict__ pv, const int64_t* __restrict__ pi, int64_t* __restrict__ y, int parts,
+                          bool last) {
+  const int64_t l = blockIdx.x;
+  A bv = A(0);
+  int64_t bi = -1;
+  for (int q = int(threadIdx.x); q < parts; q += 32)
+    if (beats<MAX>(pv[l * parts + q], pi[l * parts + q], bv, bi, last)) { bv = pv[l * parts + q]; bi = pi[l * parts + q]; }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const A v2 = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int64_t i2 = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (beats<MAX>(v2, i2, bv, bi, last)) { bv = v2; bi = i2; }
+  }
+  if (threadIdx.x == 0) y[l] = bi < 0 ? 0 : bi;
 }
 
 template <class T, bool MAX>
@@ -96,7 +146,20 @@ __global__ void arg_thread(const T* __restrict__ x, int64_t* __restrict__ y, int
 template <class T, bool MAX> void run_arg(KernelCtx& c, const T* x, int64_t* y, int64_t outer, int64_t n, int64_t inner, bool last) {
   const int64_t lines = outer * inner;
   if (lines == 0) return;
-  if (inner == 1 && n > 64) {
+  if (inner == 1 && n >= 16384 && lines <= 64) {
+    // One block per line would stream a long line through one SM (~25 µs for 50,257
+    // floats): split it into parts of >= 2,048 elements, at most 64.
+    using A = typename vacc<T>::type;
+    const int64_t parts = std::min<int64_t>((n + 2047) / 2048, 64);
+    const int64_t chunk = (n + parts - 1) / parts;
+    const size_t vbytes = (size_t(lines * parts) * sizeof(A) + 15) / 16 * 16;
+    char* ws = static_cast<char*>(c.res.workspace(vbytes + size_t(lines * parts) * sizeof(int64_t)));
+    A* pv = reinterpret_cast<A*>(ws);
+    int64_t* pi = reinterpret_cast<int64_t*>(ws + vbytes);
+    arg_part<T, MAX><<<dim3(unsigned(parts), unsigned(lines)), 512, 0, c.stream()>>>(x, pv, pi, n, chunk, last);
+    SHARDRT_CUDA_CHECK(cudaGetLastError());
+    arg_merge<A, MAX><<<unsigned(lines), 32, 0, c.stream()>>>(pv, pi, y, int(parts), last);
+  } else if (inner == 1 && n > 64) {
     int64_t threads = ((n + 7) / 8 + 31) / 32 * 32;
     if (threads > 512) threads = 512;
     arg_block<T, MAX><<<grid_for(lines, 1), unsigned(threads), 0, c.stream()>>>(x, y, lines, n, last);

@@ -310,6 +310,13 @@ TEST(CudaNorm, ArgMaxArgMin) {
           compare(node(op, {{"axis", i64(-1)}, {"keepdims", i64(1)}, {"select_last_index", i64(last)}}), {&x}, 0,
                   std::string(op) + " " + dtype_name(t) + " W=" + std::to_string(W) + " last " + std::to_string(last));
         }
+        // Vocabulary-long rows (split over blocks, then merged): 50,257 and 128,256 entries,
+        // with ties in the 8-bit types and in fp16/bf16's coarse values.
+        for (int64_t W : {int64_t(50257), int64_t(128256)}) {
+          Tensor v = random_tensor(t, {W == 50257 ? 3 : 1, W}, lo, hi, unsigned(W % 1000));
+          compare(node(op, {{"axis", i64(-1)}, {"keepdims", i64(0)}, {"select_last_index", i64(last)}}), {&v}, 0,
+                  std::string(op) + " " + dtype_name(t) + " W=" + std::to_string(W) + " last " + std::to_string(last));
+        }
         Tensor x = random_tensor(t, {4, 300, 6}, lo, hi, 7);
         for (int64_t axis : {0, 1, 2})
           for (int keep : {0, 1})
