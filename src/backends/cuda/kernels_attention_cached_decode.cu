@@ -419,34 +419,60 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
   if (!*sFlag) return;
   __threadfence();
   const int64_t urow0 = unit * a.nsplit * QT;  // partial rows of split 0
-  if (tid < nq) {
-    const int r = tid;
-    float M = neg_inf();
-    for (int sp = 0; sp < a.nsplit; ++sp) M = fmaxf(M, __ldcg(a.ml_part + (urow0 + sp * QT + r) * 2));
-    float Lsum = 0.f;
-    for (int sp = 0; sp < a.nsplit; ++sp) {
-      const float ms = __ldcg(a.ml_part + (urow0 + sp * QT + r) * 2);
-      const float w = ms == neg_inf() ? 0.f : exp2f(ms - M);
-      sW[r * kMaxSplits + sp] = w;
-      Lsum += w * __ldcg(a.ml_part + (urow0 + sp * QT + r) * 2 + 1);
+  // Split weights: a warp per row, a lane per split (nsplit <= 64: two per lane), so the
+  // partials' (max, sum) pairs are read in one round trip rather than split after split.
+  for (int r = warp; r < nq; r += kThreads / 32) {
+    const int sp0 = lane, sp1 = lane + 32;
+    float ms0 = neg_inf(), ms1 = neg_inf(), l0 = 0.f, l1 = 0.f;
+    if (sp0 < a.nsplit) {
+      ms0 = __ldcg(a.ml_part + (urow0 + sp0 * QT + r) * 2);
+      l0 = __ldcg(a.ml_part + (urow0 + sp0 * QT + r) * 2 + 1);
     }
+    if (sp1 < a.nsplit) {
+      ms1 = __ldcg(a.ml_part + (urow0 + sp1 * QT + r) * 2);
+      l1 = __ldcg(a.ml_part + (urow0 + sp1 * QT + r) * 2 + 1);
+    }
+    float M = fmaxf(ms0, ms1);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+    const float w0 = ms0 == neg_inf() ? 0.f : exp2f(ms0 - M);
+    const float w1 = ms1 == neg_inf() ? 0.f : exp2f(ms1 - M);
+    float Lsum = w0 * l0 + w1 * l1;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) Lsum += __shfl_xor_sync(0xffffffffu, Lsum, o);
     const float inv = Lsum > 0.f ? 1.f / Lsum : 0.f;  // a row that saw nothing gives zeros
-    for (int sp = 0; sp < a.nsplit; ++sp) sW[r * kMaxSplits + sp] *= inv;
+    if (sp0 < a.nsplit) sW[r * kMaxSplits + sp0] = w0 * inv;
+    if (sp1 < a.nsplit) sW[r * kMaxSplits + sp1] = w1 * inv;
   }
   __syncthreads();
   T* out = static_cast<T*>(p.out);
   const int ch = dp / 8;
-  for (int e = tid; e < nq * ch; e += kThreads) {
-    const int r = e / ch, c = e % ch;
+  // The weighted sum over splits: `tpi` neighbouring lanes (a power of two <= 16) share an
+  // output chunk of 8 features, each summing every tpi-th split, then add up by shuffles;
+  // with few chunks (one decode token) that keeps the splits' reads in flight together.
+  const int items = nq * ch;
+  int tpi = 1;
+  while (tpi < 16 && tpi * 2 * items <= kThreads) tpi *= 2;
+  const int sub = tid % tpi;
+  for (int base = 0; base < items; base += kThreads / tpi) {  // the same trip count in every thread
+    const int e = base + tid / tpi;
+    const bool valid = e < items;
+    const int r = valid ? e / ch : 0, c = valid ? e % ch : 0;
     float o[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    for (int sp = 0; sp < a.nsplit; ++sp) {
-      const float w = sW[r * kMaxSplits + sp];
-      if (w == 0.f) continue;  // empty split: its accumulator is not to be read
-      const float4* src = reinterpret_cast<const float4*>(a.acc_part + (urow0 + sp * QT + r) * dp + c * 8);
-      const float4 x0 = __ldcg(src), x1 = __ldcg(src + 1);
-      o[0] += w * x0.x; o[1] += w * x0.y; o[2] += w * x0.z; o[3] += w * x0.w;
-      o[4] += w * x1.x; o[5] += w * x1.y; o[6] += w * x1.z; o[7] += w * x1.w;
+    if (valid) {
+      for (int sp = sub; sp < a.nsplit; sp += tpi) {
+        const float w = sW[r * kMaxSplits + sp];
+        if (w == 0.f) continue;  // empty split: its accumulator is not to be read
+        const float4* src = reinterpret_cast<const float4*>(a.acc_part + (urow0 + sp * QT + r) * dp + c * 8);
+        const float4 x0 = __ldcg(src), x1 = __ldcg(src + 1);
+        o[0] += w * x0.x; o[1] += w * x0.y; o[2] += w * x0.z; o[3] += w * x0.w;
+        o[4] += w * x1.x; o[5] += w * x1.y; o[6] += w * x1.z; o[7] += w * x1.w;
+      }
     }
+    for (int off = tpi / 2; off > 0; off >>= 1)
+#pragma unroll
+      for (int k = 0; k < 8; ++k) o[k] += __shfl_xor_sync(0xffffffffu, o[k], off);
+    if (!valid || sub != 0) continue;
     const int row = row0 + r, s = row / p.G, h = g * p.G + row % p.G;
     T* dst = out + (int64_t(b) * p.S + s) * (int64_t(p.Hq) * D) + int64_t(h) * D + c * 8;
     if (a.vec) {
