@@ -240,41 +240,27 @@ void linear_swiglu(KernelCtx& c, DType dt, int64_t M, int64_t N, int64_t K, cons
 }
 
 void linear_kernel(KernelCtx& c) {
-  if (c.node.attr_s("activation", "none") == "swiglu") {
-    const DevTensor& X = *c.in[0];
-    const DevTensor& W = *c.in[1];
-    const DevTensor* B = c.input(2);
-    DevTensor& Y = *c.out[0];
-    const bool tb = c.node.attr_i("trans_b", 0) != 0;
-    const DType t = X.dtype;
-    if (!is_lt_float(t)) c.unsupported(std::string("dtype ") + dtype_name(t) + " is not supported (fp32, fp16, bf16, fp64)");
-    if (W.dtype != t || (B && B->dtype != t)) c.fail("X, W and B must have one dtype");
-    if (X.rank() < 1 || W.rank() != 2) c.fail("X must have rank >= 1 and W rank 2");
-    const int64_t K = X.dim(-1);
-    const int64_t N = Y.dim(-1);
-    if ((tb ? W.dim(1) : W.dim(0)) != K || (tb ? W.dim(0) : W.dim(1)) != 2 * N)
-      c.fail("activation swiglu: W's dims do not match X and Y (W must be " + std::string(tb ? "[2N, K]" : "[K, 2N]") + ")");
-    if (B && B->numel() != 2 * N) c.fail("activation swiglu: B must have 2N elements");
-    const int64_t M = K > 0 ? X.numel() / K : (N > 0 ? Y.numel() / N : 0);
-    linear_swiglu(c, t, M, N, K, X.data, W.data, tb, B ? B->data : nullptr, Y.data, c.host_input(1) != nullptr);
-    return;
-  }
   const DevTensor& X = *c.in[0];
   const DevTensor& W = *c.in[1];
   const DevTensor* B = c.input(2);
   DevTensor& Y = *c.out[0];
   const bool tb = c.node.attr_i("trans_b", 0) != 0;
-  const Act act = parse_act(c);
+  // activation swiglu: W and B hold 2N columns (gate, then up) for Y's N.
+  const bool swiglu = c.node.attr_s("activation", "none") == "swiglu";
   const DType t = X.dtype;
   if (!is_lt_float(t)) c.unsupported(std::string("dtype ") + dtype_name(t) + " is not supported (fp32, fp16, bf16, fp64)");
   if (W.dtype != t || (B && B->dtype != t)) c.fail("X, W and B must have one dtype");
   if (X.rank() < 1 || W.rank() != 2) c.fail("X must have rank >= 1 and W rank 2");
   const int64_t K = X.dim(-1);
-  const int64_t N = Y.dim(-1);
-  if ((tb ? W.dim(1) : W.dim(0)) != K || (tb ? W.dim(0) : W.dim(1)) != N) c.fail("W's dims do not match X and Y");
-  if (B && B->numel() != N) c.fail("B must have N elements");
+  const int64_t N = Y.dim(-1), WN = swiglu ? 2 * N : N;
+  if ((tb ? W.dim(1) : W.dim(0)) != K || (tb ? W.dim(0) : W.dim(1)) != WN)
+    c.fail(swiglu ? "activation swiglu: W's dims do not match X and Y (W must be " + std::string(tb ? "[2N, K]" : "[K, 2N]") + ")"
+                  : std::string("W's dims do not match X and Y"));
+  if (B && B->numel() != WN) c.fail(swiglu ? "activation swiglu: B must have 2N elements" : "B must have N elements");
   const int64_t M = K > 0 ? X.numel() / K : (N > 0 ? Y.numel() / N : 0);
-  row_gemm(c, RowGemm{t, M, N, K, X.data, W.data, tb, B ? B->data : nullptr, act, Y.data, c.host_input(1) != nullptr});
+  const bool w_const = c.host_input(1) != nullptr;
+  if (swiglu) return linear_swiglu(c, t, M, N, K, X.data, W.data, tb, B ? B->data : nullptr, Y.data, w_const);
+  row_gemm(c, RowGemm{t, M, N, K, X.data, W.data, tb, B ? B->data : nullptr, parse_act(c), Y.data, w_const});
 }
 
 void matmul_kernel(KernelCtx& c) {
