@@ -68,7 +68,8 @@ class PassManager {
 
 // The standard pipeline:
 //   canonicalize/fold (constant_fold) → cleanup (dce, cse) → fusions → autocast (when
-//   requested) → cleanups (constant_fold of the casts of weights, dce, cse).
+//   requested) → cleanups (constant_fold of the casts of weights, dce, cse) → the late
+//   fusion of norms into the Linear that reads them (fuse_norm_linear, dtypes final).
 PassManager default_pipeline(const PipelineOptions& opts);
 
 // Factories of the general passes (passes/*.cpp).
@@ -89,5 +90,6 @@ PassPtr make_fuse_attention_pass();  // MatMul/scale/mask/Softmax/MatMul → sha
 PassPtr make_fuse_add_norm_pass();   // Add + LayerNormalization/RMSNorm → shardrt.AddLayerNorm/AddRMSNorm
 // ---- end of norm/attention/rotary factories ----
 PassPtr make_fuse_collectives_pass();  // shardrt.XStart + shardrt.Wait (sole user) → shardrt.X
+PassPtr make_fuse_norm_linear_pass();  // norm + the Linear that reads it → shardrt.NormLinear (after autocast)
 
 }  // namespace shardrt

@@ -150,7 +150,11 @@ dist::ShardingPlan mlp_plan() {
 Engine build_rank(const std::function<Graph()>& make, const dist::ShardingPlan& plan, int tp, int r, ShardResult* out = nullptr) {
   Graph g = make();
   infer_graph(g);
-  PassManager pm = default_pipeline({});
+  // As the tensor-parallel build does (build/multi_rank.cpp): the fusions into ops that the
+  // sharding rules do not know wait until after sharding.
+  PipelineOptions po;
+  po.disabled_passes = {"fuse_add_norm", "fuse_norm_linear"};
+  PassManager pm = default_pipeline(po);
   pm.run(g);
   g.sort();
   g.compact();

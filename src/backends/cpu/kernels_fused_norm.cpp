@@ -1,7 +1,9 @@
 // CPU kernels of shardrt.AddLayerNorm(A, B, Scale, [Bias]) and shardrt.AddRMSNorm(A, B, W):
 // Sum = A + B (rounded to the dtype, as the unfused Add stores it), then the registered
 // LayerNormalization / shardrt.RMSNorm kernel runs on Sum, so the fused op gives exactly
-// what the unfused pair does.
+// what the unfused pair does. shardrt.NormLinear(X, [R], Scale, [NormBias], W, [B]) →
+// (Y, Normed, [Sum]) runs the same norm (with the add when R is given) into Normed, then the
+// registered shardrt.Linear kernel on Normed: again exactly the unfused ops.
 #include <string>
 
 #include "backends/cpu/cpu_kernels.h"
@@ -40,11 +42,36 @@ void add_norm(KernelCtx& c, const char* norm_op) {
   (*k)(inner);
 }
 
+const Kernel& kernel_of(const KernelCtx& c, const char* op) {
+  const Kernel* k = find_kernel(op);
+  if (!k) c.fail(std::string("internal: no CPU kernel for ") + op);
+  return *k;
+}
+
+void norm_linear(KernelCtx& c) {
+  const bool rms = c.node.attr_s("norm", "layer") == "rms";
+  const bool res = c.input(1) != nullptr;
+  if (c.out.size() < 2 || !c.out[0] || !c.out[1]) c.fail("the Y and Normed outputs are required");
+  if (res && (c.out.size() < 3 || !c.out[2])) c.fail("R is given: the Sum output is required");
+  // The norm kernels read epsilon from this node (LayerNormalization's axis: its default, -1).
+  if (res) {
+    KernelCtx nc{c.node, {c.input(0), c.input(1), c.input(2), c.input(3)}, {c.out[1], c.out[2]}, c.comm};
+    add_norm(nc, rms ? "shardrt.RMSNorm" : "LayerNormalization");
+  } else {
+    KernelCtx nc{c.node, {c.input(0), c.input(2), c.input(3)}, {c.out[1]}, c.comm};
+    kernel_of(c, rms ? "shardrt.RMSNorm" : "LayerNormalization")(nc);
+  }
+  // shardrt.Linear reads trans_b and activation from this node.
+  KernelCtx lc{c.node, {c.out[1], c.input(4), c.input(5)}, {c.out[0]}, c.comm, c.state};
+  kernel_of(c, "shardrt.Linear")(lc);
+}
+
 }  // namespace
 
 void register_fused_norm_kernels() {
   register_kernel("shardrt.AddLayerNorm", [](KernelCtx& c) { add_norm(c, "LayerNormalization"); });
   register_kernel("shardrt.AddRMSNorm", [](KernelCtx& c) { add_norm(c, "shardrt.RMSNorm"); });
+  register_kernel("shardrt.NormLinear", norm_linear);
 }
 
 }  // namespace shardrt::cpu

@@ -47,15 +47,6 @@ bool is_lt_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DT
 const char* cp(const void* p, int64_t elems, size_t es) { return static_cast<const char*>(p) + elems * int64_t(es); }
 char* mp(void* p, int64_t elems, size_t es) { return static_cast<char*>(p) + elems * int64_t(es); }
 
-Act parse_act(const KernelCtx& c) {
-  const std::string a = c.node.attr_s("activation", "none");
-  if (a == "none") return Act::None;
-  if (a == "relu") return Act::Relu;
-  if (a == "gelu") return Act::Gelu;
-  if (a == "gelu_tanh") return Act::GeluTanh;
-  if (a == "silu") return Act::Silu;
-  c.fail("activation '" + a + "' is not supported (none|relu|gelu|gelu_tanh|silu)");
-}
 
 // The exact cuBLASLt epilogue for bias + act; `own_act` when the activation must run after
 // (cuBLASLt's GELU is the tanh form, so erf-GELU and SiLU are ours). cuBLASLt's GELU
@@ -472,10 +463,21 @@ void gemm_kernel(KernelCtx& c) {
 
 }  // namespace
 
+Act parse_act(const KernelCtx& c) {
+  const std::string a = c.node.attr_s("activation", "none");
+  if (a == "none") return Act::None;
+  if (a == "relu") return Act::Relu;
+  if (a == "gelu") return Act::Gelu;
+  if (a == "gelu_tanh") return Act::GeluTanh;
+  if (a == "silu") return Act::Silu;
+  c.fail("activation '" + a + "' is not supported (none|relu|gelu|gelu_tanh|silu)");
+}
+
 }  // namespace gemm
 
 void register_gemm_kernels() {
   register_kernel("shardrt.Linear", gemm::linear_kernel);
+  gemm::register_norm_linear_kernel();
   register_kernel("MatMul", gemm::matmul_kernel);
   register_kernel("Gemm", gemm::gemm_kernel);
 }

@@ -8,6 +8,9 @@ namespace shardrt::cuda::gemm {
 
 enum class Act { None = 0, Relu = 1, Gelu = 2, GeluTanh = 3, Silu = 4 };
 
+// The node's "activation" attribute (none|relu|gelu|gelu_tanh|silu; swiglu is handled apart).
+Act parse_act(const KernelCtx& c);
+
 // dst[i, j] = act(scale · src[i·lds + j] + bias[j]) for i < rows, j < cols; dst is contiguous
 // [rows, cols]; src may be dst itself (lds == cols) or a wider buffer (lds >= cols). bias may
 // be null. Float dtypes (fp32/fp16/bf16 compute in fp32, fp64 in fp64).

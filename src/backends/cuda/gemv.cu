@@ -14,6 +14,13 @@
 // the up rows of the same outputs (W [2N, K] packs gate then up), so the thread that stores
 // an output holds both sums and writes silu(g)·u once: no [M, 2N] intermediate.
 //
+// The norm prologue (shardrt.NormLinear, launch_gemv_norm): every block forms X's rows
+// itself — S = X (+ R, rounded to the dtype as the unfused Add stores it), LayerNorm or
+// RMSNorm over K with [K] scale (and shift), rounded to the dtype — into shared memory, and
+// the product reads them from there; block 0 also stores S and the normalised rows (the
+// op's Sum and Normed outputs). A row of a decode step is a few KB, so recomputing its
+// statistics in every block costs less than the kernel boundary it saves.
+//
 // Launched with programmatic dependent launch (launch_pdl.h): the first round of weight
 // loads and the bias are issued before the wait for the previous kernel (weights are
 // constant; the launcher says whether W is one), so a GEMV's weight stream overlaps the tail
@@ -73,6 +80,154 @@ __device__ inline uint4 load_stream(const uint4* p) {
   return r;
 }
 
+// The norm prologue's arguments (pointers to T; mode 0: no prologue).
+struct NormArgs {
+  const void* res = nullptr;     // R [M, K] or null
+  const void* scale = nullptr;   // [K]
+  const void* shift = nullptr;   // [K] or null (LayerNorm's bias)
+  void* sum = nullptr;           // S [M, K], stored by block 0 when res
+  void* normed = nullptr;        // [M, K], stored by block 0
+  float eps = 0.f;
+  int mode = 0;                  // 0 none, 1 LayerNorm, 2 RMSNorm
+  int params_const = 0;          // scale and shift are engine constants (no kernel writes them)
+};
+
+// Pulls the norm's [K] scale and shift into this SM's L1 before the wait for the previous
+// kernel (constants only: L1 is not coherent with later writes), so the prologue's last pass
+// does not wait on L2 for them.
+template <class T> __device__ inline void prefetch_norm_params(const NormArgs& a, int64_t kv) {
+  const uint4* g = reinterpret_cast<const uint4*>(a.scale);
+  const uint4* b = reinterpret_cast<const uint4*>(a.shift);
+  for (int64_t c = threadIdx.x; c < kv; c += blockDim.x) {
+    asm volatile("prefetch.global.L1 [%0];" ::"l"(g + c));
+    if (b) asm volatile("prefetch.global.L1 [%0];" ::"l"(b + c));
+  }
+}
+
+template <class T> constexpr int kVecElems = int(16 / sizeof(T));
+
+template <class T> __device__ inline void unpack(const uint4& u, float (&f)[kVecElems<T>]) {
+  const T* p = reinterpret_cast<const T*>(&u);
+#pragma unroll
+  for (int e = 0; e < kVecElems<T>; ++e) f[e] = to_f(p[e]);
+}
+template <class T> __device__ inline uint4 pack(const float (&f)[kVecElems<T>]) {
+  uint4 u;
+  T* p = reinterpret_cast<T*>(&u);
+#pragma unroll
+  for (int e = 0; e < kVecElems<T>; ++e) p[e] = from_f<T>(f[e]);
+  return u;
+}
+
+// Sums over the block of MM per-row partials; every thread gets the totals. `buf`: kWarps·MM
+// floats of shared memory that no other reduction of this launch uses.
+template <int MM> __device__ inline void block_sum(float (&v)[MM], float* buf) {
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+#pragma unroll
+  for (int m = 0; m < MM; ++m) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v[m] += __shfl_xor_sync(0xffffffffu, v[m], off);
+    if (lane == 0) buf[warp * MM + m] = v[m];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int m = 0; m < MM; ++m) {
+    float t = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) t += buf[w * MM + m];
+    v[m] = t;
+  }
+}
+
+// Forms the M normalised rows of X (kv 16-byte vectors each) in shared memory `xs`. Each
+// thread keeps to the vectors i ≡ tid (mod block size) in all three passes, so only the
+// reductions and the final barrier synchronise.
+template <class T, int MM>
+__device__ void norm_prologue(const T* x, const NormArgs& a, int M, int64_t kv, int64_t K, uint4* xs) {
+  __shared__ float red_sum[kWarps * MM], red_sq[kWarps * MM];
+  constexpr int E = kVecElems<T>;
+  const int64_t total = int64_t(M) * kv;
+  const bool store = blockIdx.x == 0;
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  const uint4* rv = reinterpret_cast<const uint4*>(a.res);
+  const bool rms = a.mode == 2;
+  float s1[MM];
+#pragma unroll
+  for (int m = 0; m < MM; ++m) s1[m] = 0.f;
+  for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
+    uint4 v = __ldg(xv + i);
+    float f[E];
+    unpack<T>(v, f);
+    if (rv) {
+      float r[E];
+      unpack<T>(__ldg(rv + i), r);
+#pragma unroll
+      for (int e = 0; e < E; ++e) f[e] += r[e];
+      v = pack<T>(f);
+      unpack<T>(v, f);  // the sum as the dtype stores it
+      if (store) reinterpret_cast<uint4*>(a.sum)[i] = v;
+    }
+    xs[i] = v;
+    float t = 0.f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) t += rms ? f[e] * f[e] : f[e];
+    const int row = int(i / kv);
+#pragma unroll
+    for (int m = 0; m < MM; ++m)
+      if (row == m) s1[m] += t;
+  }
+  block_sum<MM>(s1, red_sum);
+  const float inv_k = 1.f / float(K);
+  float mean[MM], rstd[MM];
+#pragma unroll
+  for (int m = 0; m < MM; ++m) {
+    mean[m] = rms ? 0.f : s1[m] * inv_k;
+    rstd[m] = rms ? 1.f / sqrtf(s1[m] * inv_k + a.eps) : 0.f;
+  }
+  if (!rms) {  // variance about the mean (two passes, as the LayerNorm kernels do)
+    float s2[MM];
+#pragma unroll
+    for (int m = 0; m < MM; ++m) s2[m] = 0.f;
+    for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
+      float f[E];
+      unpack<T>(xs[i], f);
+      const int row = int(i / kv);
+#pragma unroll
+      for (int m = 0; m < MM; ++m)
+        if (row == m) {
+#pragma unroll
+          for (int e = 0; e < E; ++e) s2[m] = fmaf(f[e] - mean[m], f[e] - mean[m], s2[m]);
+        }
+    }
+    block_sum<MM>(s2, red_sq);
+#pragma unroll
+    for (int m = 0; m < MM; ++m) rstd[m] = 1.f / sqrtf(s2[m] * inv_k + a.eps);
+  }
+  const uint4* gv = reinterpret_cast<const uint4*>(a.scale);
+  const uint4* bv = reinterpret_cast<const uint4*>(a.shift);
+  for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
+    const int row = int(i / kv);
+    const int64_t col = i - int64_t(row) * kv;
+    float mu = 0.f, rs = 0.f;
+#pragma unroll
+    for (int m = 0; m < MM; ++m)
+      if (row == m) {
+        mu = mean[m];
+        rs = rstd[m];
+      }
+    float f[E], g[E], b[E];
+    unpack<T>(xs[i], f);
+    unpack<T>(__ldg(gv + col), g);
+    if (bv) unpack<T>(__ldg(bv + col), b);
+#pragma unroll
+    for (int e = 0; e < E; ++e) f[e] = (f[e] - mu) * rs * g[e] + (bv ? b[e] : 0.f);
+    const uint4 y = pack<T>(f);
+    xs[i] = y;
+    if (store) reinterpret_cast<uint4*>(a.normed)[i] = y;
+  }
+  __syncthreads();
+}
+
 // Vectors per lane and weight row in flight: fewer with 4 X rows (their vectors take registers too).
 template <int MM> constexpr int unroll_for() { return MM == 1 ? 4 : 2; }
 
@@ -82,9 +237,9 @@ template <int MM> constexpr int unroll_for() { return MM == 1 ? 4 : 2; }
 // and output j is silu(gate_j + bias_j) · (up_j + bias_{N+j}) (bias [2N]). Otherwise P = R
 // outputs, one per weight row.
 template <class T, int MM, int R, int KS, bool SW>
-__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__ x, const T* __restrict__ w,
+__global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                                             const T* __restrict__ bias, T* __restrict__ y, int64_t N,
-                                                            int64_t K, int M, int act, int w_const) {
+                                                            int64_t K, int M, int act, int w_const, NormArgs nrm) {
   static_assert(!SW || R % 2 == 0, "swiglu pairs a gate row with an up row");
   constexpr int RG = kWarps / KS;
   constexpr int P = SW ? R / 2 : R;  // outputs per warp
@@ -131,12 +286,18 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
   // input is read only after the wait (from there on X, W and bias are complete and Y free
   // to write).
   if (w_const) load_w(c0);
+  if (nrm.mode && nrm.params_const) prefetch_norm_params<T>(nrm, kv);
   pdl_wait();
   pdl_trigger();
   if (!w_const) load_w(c0);
   const float ob = (ostore && bias) ? to_f(bias[on]) : 0.f;
   const float obu = (SW && ostore && bias) ? to_f(bias[N + on]) : 0.f;  // the up half's bias
 
+  // X's rows: from global memory, or (norm prologue) formed in shared memory first.
+  extern __shared__ __align__(16) unsigned char xs_raw[];
+  uint4* xs = reinterpret_cast<uint4*>(xs_raw);
+  if (nrm.mode) norm_prologue<T, MM>(x, nrm, M, kv, K, xs);
+  const bool from_smem = nrm.mode != 0;
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   for (int64_t b0 = c0; b0 < c1; b0 += 32 * U) {  // warp-uniform rounds
     if (b0 != c0) load_w(b0);
@@ -145,7 +306,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const T* __restrict__
     for (int u = 0; u < U; ++u) {
       const int64_t i = b0 + lane + int64_t(u) * 32;
 #pragma unroll
-      for (int m = 0; m < MM; ++m) xm[u][m] = (i < c1 && m < M) ? __ldg(xv + int64_t(m) * kv + i) : make_uint4(0, 0, 0, 0);
+      for (int m = 0; m < MM; ++m)
+        xm[u][m] = (i < c1 && m < M) ? (from_smem ? xs[int64_t(m) * kv + i] : __ldg(xv + int64_t(m) * kv + i))
+                                     : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < U; ++u)
@@ -207,22 +370,28 @@ int sm_count() {
   return cached[dev];
 }
 
+// Dynamic shared memory of the norm prologue: X's M rows in the dtype.
+size_t prologue_bytes(const NormArgs& nrm, int64_t M, int64_t K, size_t es) {
+  return nrm.mode ? size_t(M * K) * es : 0;
+}
+
 template <class T, int MM, int R, int KS, bool SW>
 void launch_shape(int64_t M, int64_t N, int64_t K, const T* x, const T* w, const T* b, int act, T* y, int wc,
-                  cudaStream_t s) {
+                  const NormArgs& nrm, cudaStream_t s) {
   const int64_t outs_per_block = int64_t(kWarps / KS) * (SW ? R / 2 : R);
   const unsigned blocks = unsigned((N + outs_per_block - 1) / outs_per_block);
-  launch_pdl(gemv_kernel<T, MM, R, KS, SW>, dim3(blocks), dim3(kWarps * 32), 0, s, x, w, b, y, N, K, int(M), act, wc);
+  launch_pdl(gemv_kernel<T, MM, R, KS, SW>, dim3(blocks), dim3(kWarps * 32), prologue_bytes(nrm, M, K, sizeof(T)), s,
+             x, w, b, y, N, K, int(M), act, wc, nrm);
 }
 
 template <class T, int MM, int R, bool SW>
 void launch_ks(int ks, int64_t M, int64_t N, int64_t K, const T* x, const T* w, const T* b, int act, T* y, int wc,
-               cudaStream_t s) {
+               const NormArgs& nrm, cudaStream_t s) {
   switch (ks) {
-    case 1: launch_shape<T, MM, R, 1, SW>(M, N, K, x, w, b, act, y, wc, s); break;
-    case 2: launch_shape<T, MM, R, 2, SW>(M, N, K, x, w, b, act, y, wc, s); break;
-    case 4: launch_shape<T, MM, R, 4, SW>(M, N, K, x, w, b, act, y, wc, s); break;
-    default: launch_shape<T, MM, R, 8, SW>(M, N, K, x, w, b, act, y, wc, s); break;
+    case 1: launch_shape<T, MM, R, 1, SW>(M, N, K, x, w, b, act, y, wc, nrm, s); break;
+    case 2: launch_shape<T, MM, R, 2, SW>(M, N, K, x, w, b, act, y, wc, nrm, s); break;
+    case 4: launch_shape<T, MM, R, 4, SW>(M, N, K, x, w, b, act, y, wc, nrm, s); break;
+    default: launch_shape<T, MM, R, 8, SW>(M, N, K, x, w, b, act, y, wc, nrm, s); break;
   }
 }
 
@@ -250,7 +419,7 @@ int pick_r(int64_t rows, int ks, bool sw) {
 
 template <class T, int MM>
 void launch_mm(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act, void* y,
-               int wc, cudaStream_t s) {
+               int wc, const NormArgs& nrm, cudaStream_t s) {
   const int ks = pick_ks<T, MM>(K);
   const int r = pick_r(N, ks, false);
   const T* xp = static_cast<const T*>(x);
@@ -258,36 +427,36 @@ void launch_mm(int64_t M, int64_t N, int64_t K, const void* x, const void* w, co
   const T* bp = static_cast<const T*>(bias);
   T* yp = static_cast<T*>(y);
   switch (r) {
-    case 4: launch_ks<T, MM, 4, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
-    case 2: launch_ks<T, MM, 2, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
-    default: launch_ks<T, MM, 1, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, s); break;
+    case 4: launch_ks<T, MM, 4, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, s); break;
+    case 2: launch_ks<T, MM, 2, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, s); break;
+    default: launch_ks<T, MM, 1, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, s); break;
   }
 }
 
 // swiglu: N outputs from 2N weight rows.
 template <class T, int MM>
 void launch_mm_swiglu(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, void* y, int wc,
-                      cudaStream_t s) {
+                      const NormArgs& nrm, cudaStream_t s) {
   const int ks = pick_ks<T, MM>(K);
   const int r = pick_r(2 * N, ks, true);
   const T* xp = static_cast<const T*>(x);
   const T* wp = static_cast<const T*>(w);
   const T* bp = static_cast<const T*>(bias);
   T* yp = static_cast<T*>(y);
-  if (r == 4) launch_ks<T, MM, 4, true>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, s);
-  else launch_ks<T, MM, 2, true>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, s);
+  if (r == 4) launch_ks<T, MM, 4, true>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, nrm, s);
+  else launch_ks<T, MM, 2, true>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, nrm, s);
 }
 
 template <class T>
 void launch_typed(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act, void* y,
-                  int wc, bool swiglu, cudaStream_t s) {
+                  int wc, bool swiglu, const NormArgs& nrm, cudaStream_t s) {
   if (swiglu) {
-    if (M == 1) launch_mm_swiglu<T, 1>(M, N, K, x, w, bias, y, wc, s);
-    else launch_mm_swiglu<T, 4>(M, N, K, x, w, bias, y, wc, s);
+    if (M == 1) launch_mm_swiglu<T, 1>(M, N, K, x, w, bias, y, wc, nrm, s);
+    else launch_mm_swiglu<T, 4>(M, N, K, x, w, bias, y, wc, nrm, s);
     return;
   }
-  if (M == 1) launch_mm<T, 1>(M, N, K, x, w, bias, act, y, wc, s);
-  else launch_mm<T, 4>(M, N, K, x, w, bias, act, y, wc, s);
+  if (M == 1) launch_mm<T, 1>(M, N, K, x, w, bias, act, y, wc, nrm, s);
+  else launch_mm<T, 4>(M, N, K, x, w, bias, act, y, wc, nrm, s);
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
@@ -305,17 +474,25 @@ bool gemv_enabled() {
 namespace {
 
 bool launch_any(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act,
-                void* y, bool w_const, bool swiglu, cudaStream_t s) {
+                void* y, bool w_const, bool swiglu, const NormArgs& nrm, cudaStream_t s) {
   if (M < 1 || M > kGemvMaxRows || N < 1 || K < 1) return false;
   const int64_t es = int64_t(dtype_size(t));
   if (t != DType::F32 && t != DType::F16 && t != DType::BF16) return false;
   // Rows of X and W start on 16-byte boundaries: K·es a multiple of 16, bases aligned.
   if ((K * es) % 16 != 0 || !aligned16(x) || !aligned16(w)) return false;
   if (N > INT32_MAX) return false;  // grid size (at least one output per block)
+  if (nrm.mode) {
+    // The prologue's rows fit the default 48 KiB of shared memory; its vectors are aligned.
+    if (prologue_bytes(nrm, M, K, size_t(es)) > kGemvNormMaxBytes) return false;
+    for (const void* p : {nrm.res, nrm.scale, nrm.shift, static_cast<const void*>(nrm.sum),
+                          static_cast<const void*>(nrm.normed)})
+      if (p && !aligned16(p)) return false;
+    if (!nrm.scale || !nrm.normed || (nrm.res && !nrm.sum)) return false;
+  }
   switch (t) {
-    case DType::F32: launch_typed<float>(M, N, K, x, w, bias, act, y, w_const, swiglu, s); break;
-    case DType::F16: launch_typed<__half>(M, N, K, x, w, bias, act, y, w_const, swiglu, s); break;
-    default: launch_typed<__nv_bfloat16>(M, N, K, x, w, bias, act, y, w_const, swiglu, s); break;
+    case DType::F32: launch_typed<float>(M, N, K, x, w, bias, act, y, w_const, swiglu, nrm, s); break;
+    case DType::F16: launch_typed<__half>(M, N, K, x, w, bias, act, y, w_const, swiglu, nrm, s); break;
+    default: launch_typed<__nv_bfloat16>(M, N, K, x, w, bias, act, y, w_const, swiglu, nrm, s); break;
   }
   return true;
 }
@@ -324,12 +501,26 @@ bool launch_any(DType t, int64_t M, int64_t N, int64_t K, const void* x, const v
 
 bool launch_gemv(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act,
                  void* y, bool w_const, cudaStream_t s) {
-  return launch_any(t, M, N, K, x, w, bias, act, y, w_const, false, s);
+  return launch_any(t, M, N, K, x, w, bias, act, y, w_const, false, NormArgs{}, s);
 }
 
 bool launch_gemv_swiglu(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias,
                         void* y, bool w_const, cudaStream_t s) {
-  return launch_any(t, M, N, K, x, w, bias, Act::Silu, y, w_const, true, s);
+  return launch_any(t, M, N, K, x, w, bias, Act::Silu, y, w_const, true, NormArgs{}, s);
+}
+
+bool launch_gemv_norm(DType t, int64_t M, int64_t N, int64_t K, const void* x, const GemvNorm& norm, const void* w,
+                      const void* bias, Act act, bool swiglu, void* y, bool w_const, cudaStream_t s) {
+  NormArgs a;
+  a.res = norm.res;
+  a.scale = norm.scale;
+  a.shift = norm.shift;
+  a.sum = norm.sum;
+  a.normed = norm.normed;
+  a.eps = norm.eps;
+  a.mode = norm.rms ? 2 : 1;
+  a.params_const = norm.params_const ? 1 : 0;
+  return launch_any(t, M, N, K, x, w, bias, swiglu ? Act::Silu : act, y, w_const, swiglu, a, s);
 }
 
 }  // namespace shardrt::cuda::gemm

@@ -25,4 +25,25 @@ bool launch_gemv(DType t, int64_t M, int64_t N, int64_t K, const void* x, const 
 bool launch_gemv_swiglu(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias,
                         void* y, bool w_const, cudaStream_t s);
 
+// shardrt.NormLinear's decode path: the GEMV with the norm in its prologue. Every block forms
+// S = X (+ R) and its LayerNorm / RMSNorm over K in shared memory before the product; block 0
+// stores `sum` (when `res`) and `normed`. Refused (false) as launch_gemv refuses, and when the
+// M rows of X take more than kGemvNormMaxBytes or a norm pointer is not 16-byte aligned.
+inline constexpr size_t kGemvNormMaxBytes = 48 * 1024;
+struct GemvNorm {
+  const void* res = nullptr;    // R [M, K] or null
+  const void* scale = nullptr;  // [K]
+  const void* shift = nullptr;  // [K] or null (LayerNorm's bias)
+  void* sum = nullptr;          // [M, K]: X + R, when res
+  void* normed = nullptr;       // [M, K]
+  float eps = 1e-5f;
+  bool rms = false;
+  bool params_const = false;    // scale and shift are engine constants: fetched before the PDL wait
+};
+bool launch_gemv_norm(DType t, int64_t M, int64_t N, int64_t K, const void* x, const GemvNorm& norm, const void* w,
+                      const void* bias, Act act, bool swiglu, void* y, bool w_const, cudaStream_t s);
+
+// Registers the CUDA kernel of shardrt.NormLinear (kernels_norm_linear.cpp).
+void register_norm_linear_kernel();
+
 }  // namespace shardrt::cuda::gemm

@@ -3,6 +3,15 @@
 //   shardrt.AddRMSNorm(A, B, W), attr epsilon (1e-6)
 // Outputs (Y, Sum): Sum = A + B (same shape, no broadcasting) and Y = the norm of Sum over
 // the last axis, exactly as LayerNormalization / shardrt.RMSNorm of the stored Sum.
+//
+// and the norm + linear fusion the fuse_norm_linear pass makes (the decode step's norm
+// then runs in the prologue of the GEMV that reads it: one kernel instead of two):
+//   shardrt.NormLinear(X, [R], Scale, [NormBias], W, [B]) -> (Y, Normed, [Sum]),
+//   attrs norm ("layer" | "rms"), epsilon, trans_b, activation (shardrt.Linear's)
+// Sum = X + R when R is given (rounded to the dtype, as shardrt.AddLayerNorm stores it; the
+// Sum output exists only then, and the kernels require it), Normed = LayerNormalization(S, Scale, NormBias)
+// or shardrt.RMSNorm(S, Scale) over the last axis of S (Sum, or X without R), and
+// Y = shardrt.Linear(Normed, W, B) with trans_b and activation. Every output is written.
 #include <string>
 
 #include "ir/op_schema.h"
@@ -76,11 +85,84 @@ void add_rmsnorm() {
   register_schema(std::move(s));
 }
 
+// shardrt.NormLinear: inputs X, R, Scale, NormBias, W, B (R, NormBias, B optional).
+void norm_linear() {
+  OpSchema s;
+  s.name = "shardrt.NormLinear";
+  s.min_inputs = 5;
+  s.max_inputs = 6;
+  s.min_outputs = 2;
+  s.max_outputs = 3;
+  s.attrs = {"norm", "epsilon", "trans_b", "activation"};
+  s.infer = [](InferCtx& c) {
+    if (!norm_float(c.in_types[0]))
+      c.fail(std::string("X has type ") + dtype_name(c.in_types[0]) + ", expected fp32, fp16 or bf16");
+    const Shape& x = c.in_shapes[0];
+    if (x.empty()) c.fail("X must have rank >= 1");
+    const bool res = c.has(1);
+    if (res) {
+      if (c.in_types[1] != c.in_types[0]) c.fail("X and R must have the same dtype");
+      const Shape& r = c.in_shapes[1];
+      bool same = r.size() == x.size();
+      for (size_t k = 0; same && k < x.size(); ++k)
+        if (x[k].known() && r[k].known() && x[k].value != r[k].value) same = false;
+      if (!same) c.fail("X " + shape_str(x) + " and R " + shape_str(r) + " must have the same shape");
+    }
+    check_param(c, 2, "Scale");
+    if (c.has(3)) {
+      if (c.node.attr_s("norm", "layer") == "rms") c.fail("NormBias is given but norm is rms");
+      check_param(c, 3, "NormBias");
+    }
+    if (c.in_types[4] != c.in_types[0]) c.fail("W has type " + std::string(dtype_name(c.in_types[4])) + ", X has " + dtype_name(c.in_types[0]));
+    const Shape& w = c.in_shapes[4];
+    if (w.size() != 2) c.fail("W must be 2-D, got " + shape_str(w));
+    const bool tb = c.node.attr_i("trans_b", 0) != 0;
+    const Dim& k = tb ? w[1] : w[0];
+    const Dim& n = tb ? w[0] : w[1];
+    if (k.known() && x.back().known() && k.value != x.back().value)
+      c.fail("X " + shape_str(x) + " and W " + shape_str(w) + (tb ? " (trans_b)" : "") + " disagree on K");
+    if (c.has(5)) {
+      if (c.in_types[5] != c.in_types[0]) c.fail("B's dtype differs from X's");
+      const Shape& b = c.in_shapes[5];
+      if (b.size() != 1) c.fail("B must be 1-D [N], got " + shape_str(b));
+      if (b[0].known() && n.known() && b[0].value != n.value) c.fail("B " + shape_str(b) + " does not match N = " + n.str());
+    }
+    Shape y(x.begin(), x.end() - 1);
+    if (c.node.attr_s("activation", "none") == "swiglu") {
+      if (n.known() && n.value % 2 != 0)
+        c.fail("activation swiglu needs an even N (gate then up outputs packed in W), got N = " + n.str());
+      y.push_back(n.known() ? Dim(n.value / 2) : dim_unknown());
+    } else {
+      y.push_back(n);
+    }
+    Shape sx = x;  // where R has a dim X leaves symbolic, give the known one
+    if (res)
+      for (size_t i = 0; i < x.size(); ++i)
+        if (!x[i].known() && c.in_shapes[1][i].known()) sx[i] = c.in_shapes[1][i];
+    c.set(0, c.in_types[0], y);
+    c.set(1, c.in_types[0], sx);
+    if (res) c.set(2, c.in_types[0], sx);
+  };
+  s.validate = [](const Node& n) -> std::string {
+    const std::string norm = n.attr_s("norm", "layer");
+    if (norm != "layer" && norm != "rms") return "shardrt.NormLinear norm '" + norm + "' is not supported (layer|rms)";
+    if (!(n.attr_f("epsilon", 1e-5f) >= 0)) return "shardrt.NormLinear epsilon must be >= 0";
+    const int64_t tb = n.attr_i("trans_b", 0);
+    if (tb != 0 && tb != 1) return "shardrt.NormLinear trans_b must be 0 or 1";
+    const std::string a = n.attr_s("activation", "none");
+    if (a != "none" && a != "relu" && a != "gelu" && a != "gelu_tanh" && a != "silu" && a != "swiglu")
+      return "shardrt.NormLinear activation '" + a + "' is not supported (none|relu|gelu|gelu_tanh|silu|swiglu)";
+    return "";
+  };
+  register_schema(std::move(s));
+}
+
 }  // namespace
 
 void register_fused_norm_schemas() {
   add_layernorm();
   add_rmsnorm();
+  norm_linear();
 }
 
 }  // namespace shardrt
