@@ -32,44 +32,9 @@ void linear() {
   s.attrs = {"trans_b", "activation"};
   s.infer = [](InferCtx& c) {
     need_float(c, 0, "X");
-    same_type(c, 1, "W");
-    const Shape& x = c.in_shapes[0];
-    const Shape& w = c.in_shapes[1];
-    if (x.empty()) c.fail("X must have rank >= 1");
-    if (w.size() != 2) c.fail("W must be 2-D, got " + shape_str(w));
-    bool tb = c.node.attr_i("trans_b", 0) != 0;
-    const Dim& k = tb ? w[1] : w[0];
-    const Dim& n = tb ? w[0] : w[1];
-    if (k.known() && x.back().known() && k.value != x.back().value)
-      c.fail("X " + shape_str(x) + " and W " + shape_str(w) + (tb ? " (trans_b)" : "") +
-             " disagree on K");
-    if (c.has(2)) {
-      same_type(c, 2, "B");
-      const Shape& b = c.in_shapes[2];
-      if (b.size() != 1) c.fail("B must be 1-D [N], got " + shape_str(b));
-      if (b[0].known() && n.known() && b[0].value != n.value)
-        c.fail("B " + shape_str(b) + " does not match N = " + n.str());
-    }
-    Shape y(x.begin(), x.end() - 1);
-    // swiglu: W packs the gate's N/2 outputs then the up projection's N/2 (B likewise), and
-    // Y has the N/2 products.
-    if (c.node.attr_s("activation", "none") == "swiglu") {
-      if (n.known() && n.value % 2 != 0)
-        c.fail("activation swiglu needs an even N (gate then up outputs packed in W), got N = " + n.str());
-      y.push_back(n.known() ? Dim(n.value / 2) : dim_unknown());
-    } else {
-      y.push_back(n);
-    }
-    c.set(0, c.in_types[0], y);
+    c.set(0, c.in_types[0], linear_output_shape(c, 0, 1, 2));
   };
-  s.validate = [](const Node& n) -> std::string {
-    int64_t tb = n.attr_i("trans_b", 0);
-    if (tb != 0 && tb != 1) return "shardrt.Linear trans_b must be 0 or 1";
-    std::string a = n.attr_s("activation", "none");
-    if (a != "none" && a != "relu" && a != "gelu" && a != "gelu_tanh" && a != "silu" && a != "swiglu")
-      return "shardrt.Linear activation '" + a + "' is not supported (none|relu|gelu|gelu_tanh|silu|swiglu)";
-    return "";
-  };
+  s.validate = [](const Node& n) { return linear_attr_error(n); };
   register_schema(std::move(s));
 }
 
@@ -107,6 +72,49 @@ void swiglu() {
 }
 
 }  // namespace
+
+std::string linear_attr_error(const Node& n) {
+  const int64_t tb = n.attr_i("trans_b", 0);
+  if (tb != 0 && tb != 1) return n.op + " trans_b must be 0 or 1";
+  const std::string a = n.attr_s("activation", "none");
+  if (a != "none" && a != "relu" && a != "gelu" && a != "gelu_tanh" && a != "silu" && a != "swiglu")
+    return n.op + " activation '" + a + "' is not supported (none|relu|gelu|gelu_tanh|silu|swiglu)";
+  return "";
+}
+
+Shape linear_output_shape(const InferCtx& c, size_t xi, size_t wi, size_t bi) {
+  auto same = [&](size_t i, const char* what) {
+    if (c.in_types[i] != c.in_types[xi])
+      c.fail(std::string(what) + " has type " + dtype_name(c.in_types[i]) + ", X has " + dtype_name(c.in_types[xi]));
+  };
+  same(wi, "W");
+  const Shape& x = c.in_shapes[xi];
+  const Shape& w = c.in_shapes[wi];
+  if (x.empty()) c.fail("X must have rank >= 1");
+  if (w.size() != 2) c.fail("W must be 2-D, got " + shape_str(w));
+  const bool tb = c.node.attr_i("trans_b", 0) != 0;
+  const Dim& k = tb ? w[1] : w[0];
+  const Dim& n = tb ? w[0] : w[1];
+  if (k.known() && x.back().known() && k.value != x.back().value)
+    c.fail("X " + shape_str(x) + " and W " + shape_str(w) + (tb ? " (trans_b)" : "") + " disagree on K");
+  if (c.has(bi)) {
+    same(bi, "B");
+    const Shape& b = c.in_shapes[bi];
+    if (b.size() != 1) c.fail("B must be 1-D [N], got " + shape_str(b));
+    if (b[0].known() && n.known() && b[0].value != n.value) c.fail("B " + shape_str(b) + " does not match N = " + n.str());
+  }
+  Shape y(x.begin(), x.end() - 1);
+  // swiglu: W packs the gate's N/2 outputs then the up projection's N/2 (B likewise), and
+  // Y has the N/2 products.
+  if (c.node.attr_s("activation", "none") == "swiglu") {
+    if (n.known() && n.value % 2 != 0)
+      c.fail("activation swiglu needs an even N (gate then up outputs packed in W), got N = " + n.str());
+    y.push_back(n.known() ? Dim(n.value / 2) : dim_unknown());
+  } else {
+    y.push_back(n);
+  }
+  return y;
+}
 
 void register_fused_linear_schemas() {
   linear();

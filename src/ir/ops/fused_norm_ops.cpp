@@ -113,28 +113,7 @@ void norm_linear() {
       if (c.node.attr_s("norm", "layer") == "rms") c.fail("NormBias is given but norm is rms");
       check_param(c, 3, "NormBias");
     }
-    if (c.in_types[4] != c.in_types[0]) c.fail("W has type " + std::string(dtype_name(c.in_types[4])) + ", X has " + dtype_name(c.in_types[0]));
-    const Shape& w = c.in_shapes[4];
-    if (w.size() != 2) c.fail("W must be 2-D, got " + shape_str(w));
-    const bool tb = c.node.attr_i("trans_b", 0) != 0;
-    const Dim& k = tb ? w[1] : w[0];
-    const Dim& n = tb ? w[0] : w[1];
-    if (k.known() && x.back().known() && k.value != x.back().value)
-      c.fail("X " + shape_str(x) + " and W " + shape_str(w) + (tb ? " (trans_b)" : "") + " disagree on K");
-    if (c.has(5)) {
-      if (c.in_types[5] != c.in_types[0]) c.fail("B's dtype differs from X's");
-      const Shape& b = c.in_shapes[5];
-      if (b.size() != 1) c.fail("B must be 1-D [N], got " + shape_str(b));
-      if (b[0].known() && n.known() && b[0].value != n.value) c.fail("B " + shape_str(b) + " does not match N = " + n.str());
-    }
-    Shape y(x.begin(), x.end() - 1);
-    if (c.node.attr_s("activation", "none") == "swiglu") {
-      if (n.known() && n.value % 2 != 0)
-        c.fail("activation swiglu needs an even N (gate then up outputs packed in W), got N = " + n.str());
-      y.push_back(n.known() ? Dim(n.value / 2) : dim_unknown());
-    } else {
-      y.push_back(n);
-    }
+    const Shape y = linear_output_shape(c, 0, 4, 5);
     Shape sx = x;  // where R has a dim X leaves symbolic, give the known one
     if (res)
       for (size_t i = 0; i < x.size(); ++i)
@@ -147,12 +126,7 @@ void norm_linear() {
     const std::string norm = n.attr_s("norm", "layer");
     if (norm != "layer" && norm != "rms") return "shardrt.NormLinear norm '" + norm + "' is not supported (layer|rms)";
     if (!(n.attr_f("epsilon", 1e-5f) >= 0)) return "shardrt.NormLinear epsilon must be >= 0";
-    const int64_t tb = n.attr_i("trans_b", 0);
-    if (tb != 0 && tb != 1) return "shardrt.NormLinear trans_b must be 0 or 1";
-    const std::string a = n.attr_s("activation", "none");
-    if (a != "none" && a != "relu" && a != "gelu" && a != "gelu_tanh" && a != "silu" && a != "swiglu")
-      return "shardrt.NormLinear activation '" + a + "' is not supported (none|relu|gelu|gelu_tanh|silu|swiglu)";
-    return "";
+    return linear_attr_error(n);
   };
   register_schema(std::move(s));
 }

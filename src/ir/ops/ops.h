@@ -3,9 +3,11 @@
 #include <cstddef>
 #include <string>
 
+#include "ir/graph.h"
+
 namespace shardrt {
 
-struct Graph;
+struct InferCtx;
 
 void register_all_op_schemas();  // ops/all_ops.cpp calls every family below
 
@@ -18,6 +20,13 @@ void register_fused_attention_schemas();  // shardrt.Attention, norms, rotary
 void register_collective_schemas();       // shardrt.AllReduce/AllGather/ReduceScatter, Start forms, Wait
 void register_fused_norm_schemas();       // shardrt.AddLayerNorm / shardrt.AddRMSNorm (residual + norm)
 void register_cached_attention_schemas(); // shardrt.CachedAttention (stateful: KV cache per context)
+
+// shardrt.Linear's shape rule over inputs X, W, [B] at those positions of c's node (trans_b and
+// activation read from the node): checks dtypes, K and B, returns Y's shape.
+Shape linear_output_shape(const InferCtx& c, size_t x, size_t w, size_t b);
+// shardrt.Linear's trans_b / activation checks for a node of any op with those attributes
+// ("" when fine; the message starts with the node's op).
+std::string linear_attr_error(const Node& n);
 
 // The KV cache bytes that the graph's shardrt.CachedAttention nodes hold per execution
 // context (2 caches of [max_batch, Hkv, max_seq, D] in QKV's dtype per node), and a line
