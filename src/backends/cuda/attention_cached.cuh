@@ -68,6 +68,7 @@ struct DecodePlan {
   int dp = 0;       // head size rounded up to 8 (shared-memory width)
   int vec = 0;      // 16-byte global loads and stores
   int stages = 2;   // K/V tile buffers (2: the next tile loads during this one's math)
+  int cluster = 0;  // 1: the nsplit CTAs of a (row, kv head, tile) are a cluster (merge in shared memory)
   size_t smem = 0;  // dynamic shared memory per CTA; 0: no plan fits the GPU
   size_t ws_floats = 0;  // workspace (partials) in floats
   int64_t counters = 0;  // completion counters needed (one per (row, kv head, tile))
@@ -75,9 +76,11 @@ struct DecodePlan {
 DecodePlan plan_decode(const Params& p, DType t, const cudaDeviceProp& props);
 // fused = 1: keys at positions >= PastLens[b] are taken (rotated) from QKV and this launch
 // also writes the caches (one launch per decode step); fused = 0: launch_prep already
-// wrote the caches and every key is read from them. `counters` must be zero (they are
+// wrote the caches and every key is read from them. past_settled: PastLens is written by no
+// kernel of this run (a graph input or a constant), so that (with fused = 1) it and the
+// cache rows below it may be read before the PDL wait. `counters` must be zero (they are
 // left zero); `ws` holds plan.ws_floats floats.
-void launch_decode(const Params& p, DType t, const DecodePlan& plan, int fused, float* ws, int* counters,
-                   cudaStream_t s);
+void launch_decode(const Params& p, DType t, const DecodePlan& plan, int fused, bool past_settled, float* ws,
+                   int* counters, cudaStream_t s);
 
 }  // namespace shardrt::cuda::cached

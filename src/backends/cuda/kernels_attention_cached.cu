@@ -3,7 +3,9 @@
 //
 // - Decode (S < 16): one launch of the split-K kernel (kernels_attention_cached_decode.cu)
 //   that also writes this step's k/v into the cache. PastLens is read on the device only,
-//   so the step is captured in the executor's CUDA graph and replays with new lengths.
+//   so the step is captured in the executor's CUDA graph and replays with new lengths; when
+//   it is a graph input, the kernel reads it and the cached rows before waiting for the
+//   previous kernel.
 // - Prefill (S >= 16), fp16/bf16 and head sizes the tensor-core flash kernel handles: the
 //   lengths are needed on the host (NeedsHostValue: the executor reads them back, and these
 //   input shapes run without a CUDA graph). When every row has the same past length P:
@@ -184,7 +186,12 @@ void cached_attention_kernel(KernelCtx& c) {
   float* ws = static_cast<float*>(c.res.workspace(plan.ws_floats * sizeof(float)));
   const bool fused = !prepped && S < kFusedMaxS;
   if (!fused && !prepped) cached::launch_prep(p, t, nullptr, stream);
-  cached::launch_decode(p, t, plan, fused ? 1 : 0, ws, st.counters, stream);
+  // PastLens without a producer node is a graph input (as in the decoder engines) or a
+  // constant: no kernel of this run writes it (the executor copies graph inputs in before
+  // the run's first kernel; eval_node uploads them synchronously), so the fused launch may
+  // read it, and the cache rows below it, before its PDL wait.
+  const bool past_settled = c.node.inputs.size() > 1 && c.node.inputs[1] && !c.node.inputs[1]->producer;
+  cached::launch_decode(p, t, plan, fused ? 1 : 0, past_settled, ws, st.counters, stream);
 }
 
 }  // namespace

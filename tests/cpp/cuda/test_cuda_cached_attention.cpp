@@ -7,7 +7,10 @@
 // caches' prefixes), the general prefill path (fp32, unequal lengths), GQA and MHA,
 // rotary rotate-half / interleaved / partial / none, head sizes 20, 36, 64, 80, 128
 // (the non-multiples of 8 take the scalar loads), partial query tiles (7 heads per group),
-// splits spanning several 64-key tiles, B = 1, 2, 3, 24, max_seq not a multiple of 16.
+// splits spanning several 64-key tiles, B = 1, 2, 3, 24, max_seq not a multiple of 16;
+// decode lengths on both sides of split and tile boundaries (past 0 to max_seq - 1) with
+// both merges of the splits (a thread-block cluster through shared memory, or the
+// workspace and a counter) and with PastLens read before or after the PDL wait.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -316,5 +319,85 @@ TEST(CudaCachedAttention, LongContextsSpanManySplitsAndTiles) {
     std::vector<Step> steps{{200, {0, 0}}};
     add_decode(steps, {200, 150}, 3);
     run_steps(c, steps, "fp32 d128 long", false, 9);
+  }
+}
+
+namespace {
+
+// Decode steps (S = 1, B rows of different lengths, all replays of one captured graph after
+// the first two runs) at lengths around tile (64) and split boundaries, from 0 to
+// max_seq - 1. Positions never written are zeros in both caches, so steps may jump.
+std::vector<Step> boundary_steps(const std::vector<std::vector<int64_t>>& lens) {
+  std::vector<Step> steps;
+  for (const auto& l : lens) steps.push_back({1, l});
+  return steps;
+}
+
+}  // namespace
+
+TEST(CudaCachedAttention, DecodeLengthsAcrossSplitAndTileBoundaries) {
+  REQUIRE_GPU();
+  ScopedEnv poison("SHARDRT_POISON", "1");
+  {
+    Cfg c;  // GPT-2's attention: MHA, D 64, fp16, the engine's max_seq 1024
+    c.t = DType::F16;
+    c.Hq = 12, c.Hkv = 12, c.D = 64, c.max_batch = 3, c.max_seq = 1024, c.nf = 0;
+    std::vector<Step> steps{{30, {0, 0, 0}}};  // some history (flash prefill)
+    for (const Step& s : boundary_steps({{0, 1, 2},
+                                          {15, 16, 17},
+                                          {31, 32, 33},
+                                          {63, 64, 65},
+                                          {127, 128, 129},
+                                          {511, 512, 513},
+                                          {1000, 1022, 1023},
+                                          {1023, 0, 700}}))
+      steps.push_back(s);
+    run_steps(c, steps, "fp16 gpt2 boundaries", true, 11);
+  }
+  {
+    Cfg c;  // Llama-3's attention: GQA 4, D 128, bf16, rotary
+    c.t = DType::BF16;
+    c.Hq = 32, c.Hkv = 8, c.D = 128, c.max_batch = 2, c.max_seq = 1100, c.nf = 64;
+    std::vector<Step> steps = boundary_steps({{0, 1023}, {64, 1024}, {1025, 65}, {1099, 500}, {255, 256}});
+    run_steps(c, steps, "bf16 llama boundaries", true, 12);
+  }
+  {
+    Cfg c;  // fp32, GQA 2, D 64, interleaved rotary
+    c.t = DType::F32;
+    c.Hq = 4, c.Hkv = 2, c.D = 64, c.max_batch = 2, c.max_seq = 300, c.nf = 32, c.inter = true;
+    std::vector<Step> steps = boundary_steps({{0, 299}, {63, 64}, {128, 191}, {257, 1}});
+    run_steps(c, steps, "fp32 boundaries", true, 13);
+  }
+}
+
+TEST(CudaCachedAttention, DecodeMergesAndEarlyReadsAgree) {
+  REQUIRE_GPU();
+  ScopedEnv poison("SHARDRT_POISON", "1");
+  // The same decode sequence with each way of merging the splits and with PastLens read
+  // after the PDL wait. SHARDRT_ATTN_CLUSTER: 16 is the automatic choice (the fp16 MHA case
+  // merges through the workspace, the bf16 GQA case through a cluster of 16), 4 forces
+  // clusters of 4, 0 forces the workspace and counters.
+  const char* variants[][2] = {{"16", "1"}, {"4", "1"}, {"0", "1"}, {"16", "0"}, {"0", "0"}};
+  for (const auto& v : variants) {
+    ScopedEnv cl("SHARDRT_ATTN_CLUSTER", v[0]);
+    ScopedEnv ea("SHARDRT_ATTN_EARLY", v[1]);
+    const std::string tag = std::string(" cluster ") + v[0] + " early " + v[1];
+    {
+      Cfg c;
+      c.t = DType::F16;
+      c.Hq = 12, c.Hkv = 12, c.D = 64, c.max_batch = 2, c.max_seq = 1024, c.nf = 0;
+      std::vector<Step> steps{{20, {0, 0}}};
+      add_decode(steps, {510, 20}, 6);  // rows 510.. and 20..: tiles and splits of both kinds
+      run_steps(c, steps, "fp16 mha" + tag, true, 21);
+    }
+    {
+      Cfg c;
+      c.t = DType::BF16;
+      c.Hq = 32, c.Hkv = 8, c.D = 128, c.max_batch = 1, c.max_seq = 1100, c.nf = 64;
+      std::vector<Step> steps{{3, {0}}};
+      add_decode(steps, {1022}, 4);
+      run_steps(c, steps, "bf16 gqa" + tag, true, 22);
+    }
+    if (::testing::Test::HasFailure()) return;
   }
 }
