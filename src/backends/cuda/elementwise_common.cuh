@@ -3,12 +3,16 @@
 // vectors, the broadcast plan (fast per-input index modes or general strided <= 8 dims),
 // and the unary / binary kernels with their launchers. Each kernels_elementwise_*.cu file
 // instantiates these with its functors.
+// Every kernel of the family is launched with programmatic dependent launch (launch_pdl.h):
+// it calls pdl_wait() before its first read or write (its inputs come from the previous
+// kernel, and its output may still be read by it) and pdl_trigger() right after.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <type_traits>
 
 #include "backends/cuda/cuda_common.h"
+#include "backends/cuda/launch_pdl.h"
 
 namespace shardrt::cuda::ew {
 
@@ -159,6 +163,8 @@ __device__ __forceinline__ void strided_offsets(const Strided& g, int64_t t, int
 template <int VEC, class S, class R, class F>
 __global__ void __launch_bounds__(kThreads) unary_kernel(const S* __restrict__ x, R* __restrict__ y, int64_t n,
                                                          int64_t nvec, F f) {
+  pdl_wait();
+  pdl_trigger();
   int64_t gid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = gid; i < nvec; i += stride) {
@@ -178,8 +184,8 @@ template <class S, class R, class F> void launch_unary(const KernelCtx& c, const
   constexpr int VEC = vec_width<S, R>();
   bool v = aligned(x.data, VEC * sizeof(S)) && aligned(y.data, VEC * sizeof(R));
   int64_t nvec = v ? n / VEC : 0;
-  unary_kernel<VEC, S, R, F><<<grid_for(c, v ? nvec : n), kThreads, 0, c.stream()>>>(
-      static_cast<const S*>(x.data), static_cast<R*>(y.data), n, nvec, f);
+  launch_pdl(unary_kernel<VEC, S, R, F>, grid_for(c, v ? nvec : n), kThreads, 0, c.stream(),
+             static_cast<const S*>(x.data), static_cast<R*>(y.data), n, nvec, f);
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -189,6 +195,8 @@ template <class S, class R, class F> void launch_unary(const KernelCtx& c, const
 template <int VEC, class A, class B, class R, class F>
 __global__ void __launch_bounds__(kThreads) binary_fast_kernel(const A* a, const B* b, R* y, int64_t n, int64_t nvec,
                                                                InMode ma, InMode mb, F f) {
+  pdl_wait();
+  pdl_trigger();
   int64_t gid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = gid; i < nvec; i += stride) {
@@ -209,6 +217,8 @@ __global__ void __launch_bounds__(kThreads) binary_fast_kernel(const A* a, const
 template <class A, class B, class R, class F>
 __global__ void __launch_bounds__(kThreads) binary_strided_kernel(const A* a, const B* b, R* y, int64_t n, Strided g,
                                                                   F f) {
+  pdl_wait();
+  pdl_trigger();
   int64_t gid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t t = gid; t < n; t += stride) {
@@ -232,10 +242,10 @@ void launch_binary(const KernelCtx& c, const DevTensor& a, const DevTensor& b, D
     bool v = vec_ok(p.mode[0], pa, VEC, sizeof(A)) && vec_ok(p.mode[1], pb, VEC, sizeof(B)) &&
              aligned(py, VEC * sizeof(R));
     int64_t nvec = v ? p.n / VEC : 0;
-    binary_fast_kernel<VEC, A, B, R, F><<<grid_for(c, v ? nvec : p.n), kThreads, 0, c.stream()>>>(
-        pa, pb, py, p.n, nvec, p.mode[0], p.mode[1], f);
+    launch_pdl(binary_fast_kernel<VEC, A, B, R, F>, grid_for(c, v ? nvec : p.n), kThreads, 0, c.stream(), pa, pb, py,
+               p.n, nvec, p.mode[0], p.mode[1], f);
   } else {
-    binary_strided_kernel<A, B, R, F><<<grid_for(c, p.n), kThreads, 0, c.stream()>>>(pa, pb, py, p.n, p.g, f);
+    launch_pdl(binary_strided_kernel<A, B, R, F>, grid_for(c, p.n), kThreads, 0, c.stream(), pa, pb, py, p.n, p.g, f);
   }
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }

@@ -25,6 +25,8 @@ struct StridedArgs {
 template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
     strided_kernel(T* __restrict__ dst, const T* __restrict__ src, StridedArgs a, I total) {
+  pdl_wait();
+  pdl_trigger();
   const I stride = I(gridDim.x) * I(blockDim.x);
   for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < total; i += stride) {
     I rem = i, doff = 0, soff = 0;
@@ -55,6 +57,8 @@ constexpr int kTile = 32, kTileRows = 8;
 template <class T>
 __global__ void __launch_bounds__(kTile * kTileRows)
     transpose_kernel(T* __restrict__ dst, const T* __restrict__ src, TransArgs a) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ T tile[kTile][kTile + 1];
   for (int64_t t = blockIdx.x; t < a.total_tiles; t += gridDim.x) {
     const int64_t tj = t % a.tiles_j;
@@ -86,6 +90,8 @@ __global__ void __launch_bounds__(kTile * kTileRows)
 
 template <class T>
 __global__ void __launch_bounds__(kThreads) fill_kernel(T* __restrict__ dst, T v, int64_t n) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = v;
 }
@@ -122,11 +128,11 @@ void launch_strided(const KernelCtx& c, void* dst, const void* src, const Layout
   with_elem(c, es, [&](auto z) {
     using T = decltype(z);
     if (small)
-      strided_kernel<T, int32_t><<<grid_for(c, total), kThreads, 0, c.stream()>>>(
-          static_cast<T*>(dst), static_cast<const T*>(src), a, int32_t(total));
+      launch_pdl(strided_kernel<T, int32_t>, grid_for(c, total), kThreads, 0, c.stream(), static_cast<T*>(dst),
+                 static_cast<const T*>(src), a, int32_t(total));
     else
-      strided_kernel<T, int64_t><<<grid_for(c, total), kThreads, 0, c.stream()>>>(
-          static_cast<T*>(dst), static_cast<const T*>(src), a, total);
+      launch_pdl(strided_kernel<T, int64_t>, grid_for(c, total), kThreads, 0, c.stream(), static_cast<T*>(dst),
+                 static_cast<const T*>(src), a, total);
   });
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }
@@ -150,8 +156,23 @@ unsigned grid_for(const KernelCtx& c, int64_t n, int threads) {
   return unsigned(std::max<int64_t>(1, std::min(need, cap)));
 }
 
+// Copies and fills up to this size run as kernels launched with PDL, so that a chain of small
+// kernels (a decode step) keeps overlapping across them; a memcpy/memset node in a CUDA graph
+// waits for the previous kernel to complete and makes the next one wait for it. Larger ones
+// go to the copy engine / memset as before.
+constexpr size_t kKernelCopyMax = size_t(4) << 20;
+
 void copy_bytes(const KernelCtx& c, void* dst, const void* src, size_t n) {
   if (n == 0 || dst == src) return;
+  if (n <= kKernelCopyMax) {
+    const size_t v = vec_width(1, {int64_t(n)}, {dst, src});
+    Layout l;
+    l.dims = {int64_t(n / v)};
+    l.ds = {1};
+    l.ss = {1};
+    launch_strided(c, dst, src, l, v);
+    return;
+  }
   SHARDRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c.stream()));
 }
 
@@ -164,11 +185,11 @@ uint64_t elem_bits(const void* p, size_t es) {
 void fill_elems(const KernelCtx& c, void* dst, int64_t n, uint64_t bits, size_t es) {
   if (n <= 0) return;
   if (es < 8) bits &= (uint64_t(1) << (8 * es)) - 1;
-  // Every byte the same (zero, all-ones, or 1-byte elements): a memset.
+  // Every byte the same (zero, all-ones, or 1-byte elements) and large: a memset.
   bool same = true;
   const uint8_t b0 = uint8_t(bits & 0xff);
   for (size_t i = 1; i < es; ++i) same &= uint8_t(bits >> (8 * i)) == b0;
-  if (same) {
+  if (same && size_t(n) * es > kKernelCopyMax) {
     SHARDRT_CUDA_CHECK(cudaMemsetAsync(dst, b0, size_t(n) * es, c.stream()));
     return;
   }
@@ -184,7 +205,7 @@ void fill_elems(const KernelCtx& c, void* dst, int64_t n, uint64_t bits, size_t 
       v.y = uint32_t(pat >> 32);
       v.z = v.x;
       v.w = v.y;
-      fill_kernel<uint4><<<grid_for(c, vecs), kThreads, 0, c.stream()>>>(static_cast<uint4*>(dst), v, vecs);
+      launch_pdl(fill_kernel<uint4>, grid_for(c, vecs), kThreads, 0, c.stream(), static_cast<uint4*>(dst), v, vecs);
       SHARDRT_CUDA_CHECK(cudaGetLastError());
       head = vecs * 16 / int64_t(es);
     }
@@ -195,7 +216,8 @@ void fill_elems(const KernelCtx& c, void* dst, int64_t n, uint64_t bits, size_t 
     if constexpr (sizeof(T) <= 8) {
       T v;
       std::memcpy(&v, &bits, sizeof(T));
-      fill_kernel<T><<<grid_for(c, n - head), kThreads, 0, c.stream()>>>(static_cast<T*>(dst) + head, v, n - head);
+      launch_pdl(fill_kernel<T>, grid_for(c, n - head), kThreads, 0, c.stream(), static_cast<T*>(dst) + head, v,
+                 n - head);
     }
   });
   SHARDRT_CUDA_CHECK(cudaGetLastError());
@@ -274,8 +296,8 @@ void strided_copy(const KernelCtx& c, void* dst, const std::vector<int64_t>& dst
     with_elem(c, es, [&](auto z) {
       using T = decltype(z);
       if constexpr (sizeof(T) <= 8)
-        transpose_kernel<T><<<grid, dim3(kTile, kTileRows), 0, c.stream()>>>(static_cast<T*>(dst),
-                                                                            static_cast<const T*>(src), a);
+        launch_pdl(transpose_kernel<T>, grid, dim3(kTile, kTileRows), 0, c.stream(), static_cast<T*>(dst),
+                   static_cast<const T*>(src), a);
     });
     SHARDRT_CUDA_CHECK(cudaGetLastError());
     return;

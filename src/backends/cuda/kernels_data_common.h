@@ -2,6 +2,9 @@
 // copies dispatched on element size (1/2/4/8 bytes, never on dtype), strided copies that
 // merge axes, move 16 bytes per thread where the innermost run allows, and tile transposes
 // through shared memory. Everything is enqueued on the context's stream; nothing allocates.
+// Every kernel of the family (kernels_data*.cu) is launched with programmatic dependent
+// launch (launch_pdl.h): it calls pdl_wait() before its first read or write and
+// pdl_trigger() right after.
 #pragma once
 #include <cstdint>
 #include <initializer_list>
@@ -9,6 +12,7 @@
 #include <vector>
 
 #include "backends/cuda/cuda_common.h"
+#include "backends/cuda/launch_pdl.h"
 
 namespace shardrt::cuda::data {
 
@@ -24,9 +28,11 @@ int64_t norm_axis(const KernelCtx& c, int64_t a, int64_t r);
 // never more than the items need.
 unsigned grid_for(const KernelCtx& c, int64_t n, int threads = kThreads);
 
-// cudaMemcpyAsync device-to-device of n bytes on the stream (nothing when n == 0 or dst == src).
+// Device-to-device copy of n bytes on the stream (nothing when n == 0 or dst == src): a copy
+// kernel launched with PDL up to a few MiB, cudaMemcpyAsync beyond.
 void copy_bytes(const KernelCtx& c, void* dst, const void* src, size_t n);
-// Writes n copies of the es-byte element whose bytes are the low bytes of `bits`.
+// Writes n copies of the es-byte element whose bytes are the low bytes of `bits` (a fill
+// kernel launched with PDL; cudaMemsetAsync for large fills of one repeated byte).
 void fill_elems(const KernelCtx& c, void* dst, int64_t n, uint64_t bits, size_t es);
 // The bytes of a host element (es <= 8) as the low bytes of a uint64.
 uint64_t elem_bits(const void* p, size_t es);

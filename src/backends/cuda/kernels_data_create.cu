@@ -16,6 +16,8 @@ struct SmallInts {
 };
 
 __global__ void small_ints_kernel(int64_t* __restrict__ dst, SmallInts a) {
+  pdl_wait();
+  pdl_trigger();
   const int i = int(threadIdx.x);
   if (i < a.n) dst[i] = a.v[i];
 }
@@ -33,7 +35,7 @@ void k_shape(KernelCtx& c) {
   SmallInts a;
   a.n = int(n);
   for (int64_t i = 0; i < n; ++i) a.v[i] = x.dim(s + i);
-  small_ints_kernel<<<1, 32, 0, c.stream()>>>(y.as<int64_t>(), a);
+  launch_pdl(small_ints_kernel, 1, 32, 0, c.stream(), y.as<int64_t>(), a);
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -44,6 +46,8 @@ void k_size(KernelCtx& c) { fill_elems(c, c.out[0]->data, 1, uint64_t(c.in[0]->n
 template <class T>
 __global__ void __launch_bounds__(kThreads) range_kernel(T* __restrict__ y, const T* __restrict__ start,
                                                          const T* __restrict__ delta, int64_t n) {
+  pdl_wait();
+  pdl_trigger();
   const T s = *start, d = *delta;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     if constexpr (std::is_floating_point_v<T>)
@@ -60,7 +64,8 @@ void k_range(KernelCtx& c) {
   if (n == 0) return;
   auto go = [&](auto z) {
     using T = decltype(z);
-    range_kernel<T><<<grid_for(c, n), kThreads, 0, c.stream()>>>(y.as<T>(), c.in[0]->as<T>(), c.in[2]->as<T>(), n);
+    launch_pdl(range_kernel<T>, grid_for(c, n), kThreads, 0, c.stream(), y.as<T>(), c.in[0]->as<T>(), c.in[2]->as<T>(),
+               n);
   };
   switch (y.dtype) {
     case DType::I64: go(int64_t{}); break;
@@ -114,6 +119,8 @@ void k_constant(KernelCtx& c) {
 
 template <class T>
 __global__ void __launch_bounds__(kThreads) eyelike_kernel(T* __restrict__ y, T one, int64_t cols, int64_t k, int64_t total) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
     y[i] = (i % cols) - (i / cols) == k ? one : T(0);
 }
@@ -130,7 +137,7 @@ void k_eyelike(KernelCtx& c) {
     if constexpr (sizeof(T) <= 8) {
       T v;
       std::memcpy(&v, one.raw(), sizeof(T));
-      eyelike_kernel<T><<<grid_for(c, total), kThreads, 0, c.stream()>>>(y.as<T>(), v, y.dim(1), k, total);
+      launch_pdl(eyelike_kernel<T>, grid_for(c, total), kThreads, 0, c.stream(), y.as<T>(), v, y.dim(1), k, total);
     }
   });
   SHARDRT_CUDA_CHECK(cudaGetLastError());
@@ -140,6 +147,8 @@ void k_eyelike(KernelCtx& c) {
 template <class T>
 __global__ void __launch_bounds__(kThreads) trilu_kernel(T* __restrict__ y, const T* __restrict__ x, const int64_t* kp,
                                                          int64_t N, int64_t M, int upper, int64_t total) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t k = kp ? *kp : 0;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t col = i % M, row = (i / M) % N;
@@ -160,8 +169,8 @@ void k_trilu(KernelCtx& c) {
   with_elem(c, dtype_size(x.dtype), [&](auto z) {
     using T = decltype(z);
     if constexpr (sizeof(T) <= 8)
-      trilu_kernel<T><<<grid_for(c, total), kThreads, 0, c.stream()>>>(y.as<T>(), x.as<T>(), kt ? kt->as<int64_t>() : nullptr,
-                                                                       x.dim(-2), x.dim(-1), upper, total);
+      launch_pdl(trilu_kernel<T>, grid_for(c, total), kThreads, 0, c.stream(), y.as<T>(), x.as<T>(),
+                 kt ? kt->as<int64_t>() : nullptr, x.dim(-2), x.dim(-1), upper, total);
   });
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }

@@ -44,6 +44,8 @@ __device__ __forceinline__ int64_t wrap_index(int64_t k, int64_t n) {
 template <class T, class Ix, class I>
 __global__ void __launch_bounds__(kThreads) gather_kernel(T* __restrict__ dst, const T* __restrict__ src,
                                                           const Ix* __restrict__ idx, I n, I ni, I inner, I total) {
+  pdl_wait();
+  pdl_trigger();
   const I stride = I(gridDim.x) * I(blockDim.x);
   for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < total; i += stride) {
     const I col = i % inner, t = i / inner, j = t % ni, o = t / ni;
@@ -77,12 +79,12 @@ void k_gather(KernelCtx& c) {
     with_index(c, idx, [&](auto iz) {
       using Ix = decltype(iz);
       if (small)
-        gather_kernel<T, Ix, int32_t><<<grid_for(c, total), kThreads, 0, c.stream()>>>(
-            static_cast<T*>(y.data), static_cast<const T*>(x.data), idx.as<Ix>(), int32_t(n), int32_t(ni),
-            int32_t(units), int32_t(total));
+        launch_pdl(gather_kernel<T, Ix, int32_t>, grid_for(c, total), kThreads, 0, c.stream(), static_cast<T*>(y.data),
+                   static_cast<const T*>(x.data), idx.as<Ix>(), int32_t(n), int32_t(ni), int32_t(units),
+                   int32_t(total));
       else
-        gather_kernel<T, Ix, int64_t><<<grid_for(c, total), kThreads, 0, c.stream()>>>(
-            static_cast<T*>(y.data), static_cast<const T*>(x.data), idx.as<Ix>(), n, ni, units, total);
+        launch_pdl(gather_kernel<T, Ix, int64_t>, grid_for(c, total), kThreads, 0, c.stream(), static_cast<T*>(y.data),
+                   static_cast<const T*>(x.data), idx.as<Ix>(), n, ni, units, total);
     });
   });
   SHARDRT_CUDA_CHECK(cudaGetLastError());
@@ -231,6 +233,8 @@ __device__ __forceinline__ int64_t elem_offset(const ElemArgs& a, const Ix* idx,
 template <class T, class Ix>
 __global__ void __launch_bounds__(kThreads)
     gather_elements_kernel(T* __restrict__ dst, const T* __restrict__ src, const Ix* __restrict__ idx, ElemArgs a) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t off = elem_offset(a, idx, i);
     dst[i] = off < 0 ? T{} : src[off];
@@ -240,6 +244,8 @@ __global__ void __launch_bounds__(kThreads)
 template <class T, class Ix>
 __global__ void __launch_bounds__(kThreads)
     scatter_elements_kernel(T* __restrict__ dst, const T* __restrict__ upd, const Ix* __restrict__ idx, ElemArgs a) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t off = elem_offset(a, idx, i);
     if (off >= 0) dst[off] = upd[i];
@@ -249,6 +255,8 @@ __global__ void __launch_bounds__(kThreads)
 template <class A, class Ix>
 __global__ void __launch_bounds__(kThreads) scatter_elements_reduce_kernel(typename A::S* dst, const typename A::S* __restrict__ upd,
                                                                            const Ix* __restrict__ idx, ElemArgs a, int red) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t off = elem_offset(a, idx, i);
     if (off >= 0) atomic_combine<A>(dst + off, upd[i], red);
@@ -267,8 +275,8 @@ void k_gather_elements(KernelCtx& c) {
     using T = decltype(z);
     with_index(c, idx, [&](auto iz) {
       using Ix = decltype(iz);
-      gather_elements_kernel<T, Ix><<<grid_for(c, a.total), kThreads, 0, c.stream()>>>(
-          static_cast<T*>(y.data), static_cast<const T*>(x.data), idx.as<Ix>(), a);
+      launch_pdl(gather_elements_kernel<T, Ix>, grid_for(c, a.total), kThreads, 0, c.stream(), static_cast<T*>(y.data),
+                 static_cast<const T*>(x.data), idx.as<Ix>(), a);
     });
   });
   SHARDRT_CUDA_CHECK(cudaGetLastError());
@@ -293,15 +301,15 @@ void k_scatter_elements(KernelCtx& c) {
     if (red == kNone) {
       with_elem(c, dtype_size(x.dtype), [&](auto z) {
         using T = decltype(z);
-        scatter_elements_kernel<T, Ix><<<grid_for(c, a.total), kThreads, 0, c.stream()>>>(
-            static_cast<T*>(y.data), static_cast<const T*>(upd.data), idx.as<Ix>(), a);
+        launch_pdl(scatter_elements_kernel<T, Ix>, grid_for(c, a.total), kThreads, 0, c.stream(),
+                   static_cast<T*>(y.data), static_cast<const T*>(upd.data), idx.as<Ix>(), a);
       });
     } else {
       with_arith(c, x.dtype, [&](auto ar) {
         using A = decltype(ar);
         using S = typename A::S;
-        scatter_elements_reduce_kernel<A, Ix><<<grid_for(c, a.total), kThreads, 0, c.stream()>>>(
-            static_cast<S*>(y.data), static_cast<const S*>(upd.data), idx.as<Ix>(), a, int(red));
+        launch_pdl(scatter_elements_reduce_kernel<A, Ix>, grid_for(c, a.total), kThreads, 0, c.stream(),
+                   static_cast<S*>(y.data), static_cast<const S*>(upd.data), idx.as<Ix>(), a, int(red));
       });
     }
   });
@@ -332,6 +340,8 @@ __device__ __forceinline__ int64_t nd_offset(const NDArgs& a, const Ix* idx, int
 template <class T, class Ix>
 __global__ void __launch_bounds__(kThreads)
     gather_nd_kernel(T* __restrict__ dst, const T* __restrict__ src, const Ix* __restrict__ idx, NDArgs a) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t total = a.rows * a.slice_units;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = i / a.slice_units, col = i % a.slice_units;
@@ -343,6 +353,8 @@ __global__ void __launch_bounds__(kThreads)
 template <class T, class Ix>
 __global__ void __launch_bounds__(kThreads)
     scatter_nd_kernel(T* __restrict__ dst, const T* __restrict__ upd, const Ix* __restrict__ idx, NDArgs a) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t total = a.rows * a.slice_units;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = i / a.slice_units, col = i % a.slice_units;
@@ -354,6 +366,8 @@ __global__ void __launch_bounds__(kThreads)
 template <class A, class Ix>
 __global__ void __launch_bounds__(kThreads) scatter_nd_reduce_kernel(typename A::S* dst, const typename A::S* __restrict__ upd,
                                                                      const Ix* __restrict__ idx, NDArgs a, int red) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t total = a.rows * a.slice_units;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = i / a.slice_units, col = i % a.slice_units;
@@ -412,8 +426,8 @@ void k_gather_nd(KernelCtx& c) {
     using T = decltype(z);
     with_index(c, idx, [&](auto iz) {
       using Ix = decltype(iz);
-      gather_nd_kernel<T, Ix><<<grid_for(c, a.rows * a.slice_units), kThreads, 0, c.stream()>>>(
-          static_cast<T*>(y.data), static_cast<const T*>(x.data), idx.as<Ix>(), a);
+      launch_pdl(gather_nd_kernel<T, Ix>, grid_for(c, a.rows * a.slice_units), kThreads, 0, c.stream(),
+                 static_cast<T*>(y.data), static_cast<const T*>(x.data), idx.as<Ix>(), a);
     });
   });
   SHARDRT_CUDA_CHECK(cudaGetLastError());
@@ -439,15 +453,15 @@ void k_scatter_nd(KernelCtx& c) {
       a.slice_units /= a.f;
       with_elem(c, v, [&](auto z) {
         using T = decltype(z);
-        scatter_nd_kernel<T, Ix><<<grid_for(c, a.rows * a.slice_units), kThreads, 0, c.stream()>>>(
-            static_cast<T*>(y.data), static_cast<const T*>(upd.data), idx.as<Ix>(), a);
+        launch_pdl(scatter_nd_kernel<T, Ix>, grid_for(c, a.rows * a.slice_units), kThreads, 0, c.stream(),
+                   static_cast<T*>(y.data), static_cast<const T*>(upd.data), idx.as<Ix>(), a);
       });
     } else {
       with_arith(c, x.dtype, [&](auto ar) {
         using A = decltype(ar);
         using S = typename A::S;
-        scatter_nd_reduce_kernel<A, Ix><<<grid_for(c, a.rows * a.slice_units), kThreads, 0, c.stream()>>>(
-            static_cast<S*>(y.data), static_cast<const S*>(upd.data), idx.as<Ix>(), a, int(red));
+        launch_pdl(scatter_nd_reduce_kernel<A, Ix>, grid_for(c, a.rows * a.slice_units), kThreads, 0, c.stream(),
+                   static_cast<S*>(y.data), static_cast<const S*>(upd.data), idx.as<Ix>(), a, int(red));
       });
     }
   });
@@ -463,6 +477,8 @@ template <> __device__ __forceinline__ int64_t onehot_index<__nv_bfloat16>(__nv_
 template <class T, class Ix>
 __global__ void __launch_bounds__(kThreads) onehot_kernel(T* __restrict__ dst, const Ix* __restrict__ idx,
                                                           const T* __restrict__ vals, int64_t depth, int64_t inner, int64_t total) {
+  pdl_wait();
+  pdl_trigger();
   const T off = vals[0], on = vals[1];
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t in = i % inner, t = i / inner, d = t % depth, o = t / depth;
@@ -487,8 +503,8 @@ void k_onehot(KernelCtx& c) {
     using T = decltype(z);
     auto go = [&](auto iz) {
       using Ix = decltype(iz);
-      onehot_kernel<T, Ix><<<grid_for(c, total), kThreads, 0, c.stream()>>>(
-          static_cast<T*>(y.data), idx.as<Ix>(), static_cast<const T*>(vals.data), depth, inner, total);
+      launch_pdl(onehot_kernel<T, Ix>, grid_for(c, total), kThreads, 0, c.stream(), static_cast<T*>(y.data),
+                 idx.as<Ix>(), static_cast<const T*>(vals.data), depth, inner, total);
     };
     switch (idx.dtype) {
       case DType::I64: go(int64_t{}); break;
@@ -514,6 +530,8 @@ template <class T, class L>
 __global__ void __launch_bounds__(kThreads) reverse_sequence_kernel(T* __restrict__ dst, const T* __restrict__ src,
                                                                     const L* __restrict__ lens, int64_t d0, int64_t d1,
                                                                     int64_t inner, int batch_axis) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t total = d0 * d1 * inner, T_len = batch_axis == 0 ? d1 : d0;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t col = i % inner, t01 = i / inner, i1 = t01 % d1, i0 = t01 / d1;
@@ -547,8 +565,8 @@ void k_reverse_sequence(KernelCtx& c) {
     using T = decltype(z);
     with_index(c, lens, [&](auto lz) {
       using L = decltype(lz);
-      reverse_sequence_kernel<T, L><<<grid_for(c, d0 * d1 * units), kThreads, 0, c.stream()>>>(
-          static_cast<T*>(y.data), static_cast<const T*>(x.data), lens.as<L>(), d0, d1, units, int(bax));
+      launch_pdl(reverse_sequence_kernel<T, L>, grid_for(c, d0 * d1 * units), kThreads, 0, c.stream(),
+                 static_cast<T*>(y.data), static_cast<const T*>(x.data), lens.as<L>(), d0, d1, units, int(bax));
     });
   });
   SHARDRT_CUDA_CHECK(cudaGetLastError());

@@ -20,6 +20,8 @@ struct PadArgs {
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     pad_kernel(T* __restrict__ y, const T* __restrict__ x, const T* __restrict__ cvp, PadArgs a) {
+  pdl_wait();
+  pdl_trigger();
   const T cv = cvp ? *cvp : T(0);
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.total; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t rem = i, off = 0;
@@ -93,7 +95,8 @@ void k_pad(KernelCtx& c) {
   with_elem(c, es, [&](auto z) {
     using T = decltype(z);
     if constexpr (sizeof(T) <= 8)
-      pad_kernel<T><<<grid_for(c, a.total), kThreads, 0, c.stream()>>>(y.as<T>(), x.as<T>(), static_cast<const T*>(cvp), a);
+      launch_pdl(pad_kernel<T>, grid_for(c, a.total), kThreads, 0, c.stream(), y.as<T>(), x.as<T>(),
+                 static_cast<const T*>(cvp), a);
   });
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }

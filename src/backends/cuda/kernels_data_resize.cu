@@ -153,6 +153,8 @@ __device__ inline int interp_taps(const ResizeArgs& a, int d, int64_t o, int64_t
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     resize_nearest_kernel(T* __restrict__ y, const T* __restrict__ x, ResizeArgs a, T extrapolation) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.total; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t rem = i, off = 0;
     bool out = false;
@@ -170,6 +172,8 @@ __global__ void __launch_bounds__(kThreads)
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     resize_interp_kernel(T* __restrict__ y, const T* __restrict__ x, ResizeArgs a, float extrapolation) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.total; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t ti[kRMax][4];
     float tw[kRMax][4];
@@ -214,6 +218,8 @@ __global__ void __launch_bounds__(kThreads)
 template <class T, class P, int FW>
 __global__ void __launch_bounds__(kThreads) upsample_nearest_kernel(P* __restrict__ y, const T* __restrict__ x, int64_t IH,
                                                                     int64_t IW, int64_t fh, int64_t total) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t OW = IW * FW;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t iw = i % IW, t = i / IW, ih = t % IH, o = t / IH;
@@ -230,6 +236,8 @@ __global__ void __launch_bounds__(kThreads) upsample_nearest_kernel(P* __restric
 template <class T>
 __global__ void __launch_bounds__(kThreads) upsample_nearest_any_kernel(T* __restrict__ y, const T* __restrict__ x, int64_t IH,
                                                                         int64_t IW, int64_t fh, int64_t fw, int64_t total) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t OW = IW * fw;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t iw = i % IW, t = i / IW, ih = t % IH, o = t / IH;
@@ -267,19 +275,34 @@ void launch_upsample(const KernelCtx& c, const ResizeArgs& a, const DevTensor& x
     if constexpr (sizeof(T) <= 8) {
       const unsigned grid = grid_for(c, total);
       auto any = [&] {
-        upsample_nearest_any_kernel<T><<<grid, kThreads, 0, c.stream()>>>(y.as<T>(), x.as<T>(), IH, IW, fh, fw, total);
+        launch_pdl(upsample_nearest_any_kernel<T>, grid, kThreads, 0, c.stream(), y.as<T>(), x.as<T>(), IH, IW, fh, fw,
+                   total);
       };
       if (!aligned) {
         any();
       } else if (fw == 2) {
-        if constexpr (sizeof(T) == 1) upsample_nearest_kernel<T, uint16_t, 2><<<grid, kThreads, 0, c.stream()>>>(y.as<uint16_t>(), x.as<T>(), IH, IW, fh, total);
-        if constexpr (sizeof(T) == 2) upsample_nearest_kernel<T, uint32_t, 2><<<grid, kThreads, 0, c.stream()>>>(y.as<uint32_t>(), x.as<T>(), IH, IW, fh, total);
-        if constexpr (sizeof(T) == 4) upsample_nearest_kernel<T, uint2, 2><<<grid, kThreads, 0, c.stream()>>>(y.as<uint2>(), x.as<T>(), IH, IW, fh, total);
-        if constexpr (sizeof(T) == 8) upsample_nearest_kernel<T, uint4, 2><<<grid, kThreads, 0, c.stream()>>>(y.as<uint4>(), x.as<T>(), IH, IW, fh, total);
+        if constexpr (sizeof(T) == 1)
+          launch_pdl(upsample_nearest_kernel<T, uint16_t, 2>, grid, kThreads, 0, c.stream(), y.as<uint16_t>(),
+                     x.as<T>(), IH, IW, fh, total);
+        if constexpr (sizeof(T) == 2)
+          launch_pdl(upsample_nearest_kernel<T, uint32_t, 2>, grid, kThreads, 0, c.stream(), y.as<uint32_t>(),
+                     x.as<T>(), IH, IW, fh, total);
+        if constexpr (sizeof(T) == 4)
+          launch_pdl(upsample_nearest_kernel<T, uint2, 2>, grid, kThreads, 0, c.stream(), y.as<uint2>(), x.as<T>(), IH,
+                     IW, fh, total);
+        if constexpr (sizeof(T) == 8)
+          launch_pdl(upsample_nearest_kernel<T, uint4, 2>, grid, kThreads, 0, c.stream(), y.as<uint4>(), x.as<T>(), IH,
+                     IW, fh, total);
       } else if (fw == 4 && sizeof(T) <= 4) {
-        if constexpr (sizeof(T) == 1) upsample_nearest_kernel<T, uint32_t, 4><<<grid, kThreads, 0, c.stream()>>>(y.as<uint32_t>(), x.as<T>(), IH, IW, fh, total);
-        if constexpr (sizeof(T) == 2) upsample_nearest_kernel<T, uint2, 4><<<grid, kThreads, 0, c.stream()>>>(y.as<uint2>(), x.as<T>(), IH, IW, fh, total);
-        if constexpr (sizeof(T) == 4) upsample_nearest_kernel<T, uint4, 4><<<grid, kThreads, 0, c.stream()>>>(y.as<uint4>(), x.as<T>(), IH, IW, fh, total);
+        if constexpr (sizeof(T) == 1)
+          launch_pdl(upsample_nearest_kernel<T, uint32_t, 4>, grid, kThreads, 0, c.stream(), y.as<uint32_t>(),
+                     x.as<T>(), IH, IW, fh, total);
+        if constexpr (sizeof(T) == 2)
+          launch_pdl(upsample_nearest_kernel<T, uint2, 4>, grid, kThreads, 0, c.stream(), y.as<uint2>(), x.as<T>(), IH,
+                     IW, fh, total);
+        if constexpr (sizeof(T) == 4)
+          launch_pdl(upsample_nearest_kernel<T, uint4, 4>, grid, kThreads, 0, c.stream(), y.as<uint4>(), x.as<T>(), IH,
+                     IW, fh, total);
       } else {
         any();
       }
@@ -370,14 +393,15 @@ void k_resize(KernelCtx& c) {
       if constexpr (sizeof(T) <= 8) {
         T e;
         std::memcpy(&e, ext.raw(), sizeof(T));
-        resize_nearest_kernel<T><<<grid_for(c, a.total), kThreads, 0, c.stream()>>>(Y.as<T>(), X.as<T>(), a, e);
+        launch_pdl(resize_nearest_kernel<T>, grid_for(c, a.total), kThreads, 0, c.stream(), Y.as<T>(), X.as<T>(), a, e);
       }
     });
     SHARDRT_CUDA_CHECK(cudaGetLastError());
     return;
   }
   SHARDRT_CUDA_FLOAT_DISPATCH(c, X.dtype, {
-    resize_interp_kernel<T><<<grid_for(c, a.total), kThreads, 0, c.stream()>>>(Y.as<T>(), X.as<T>(), a, extrapolation);
+    launch_pdl(resize_interp_kernel<T>, grid_for(c, a.total), kThreads, 0, c.stream(), Y.as<T>(), X.as<T>(), a,
+               extrapolation);
   });
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }

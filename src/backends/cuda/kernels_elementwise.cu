@@ -90,6 +90,8 @@ template <int VEC, class T>
 __global__ void __launch_bounds__(kThreads) where_fast_kernel(const uint8_t* __restrict__ cnd, const T* __restrict__ x,
                                                               const T* __restrict__ y, T* __restrict__ o, int64_t n,
                                                               int64_t nvec, InMode mc, InMode mx, InMode my) {
+  pdl_wait();
+  pdl_trigger();
   int64_t gid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = gid; i < nvec; i += stride) {
@@ -112,6 +114,8 @@ template <class T>
 __global__ void __launch_bounds__(kThreads) where_strided_kernel(const uint8_t* __restrict__ cnd,
                                                                  const T* __restrict__ x, const T* __restrict__ y,
                                                                  T* __restrict__ o, int64_t n, Strided g) {
+  pdl_wait();
+  pdl_trigger();
   int64_t gid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t t = gid; t < n; t += stride) {
@@ -132,10 +136,10 @@ template <class T> void where_run(const KernelCtx& c, const Plan& p, const DevTe
     bool v = vec_ok(p.mode[0], pc, VEC, 1) && vec_ok(p.mode[1], px, VEC, sizeof(T)) &&
              vec_ok(p.mode[2], py, VEC, sizeof(T)) && aligned(po, VEC * sizeof(T));
     int64_t nvec = v ? p.n / VEC : 0;
-    where_fast_kernel<VEC, T><<<grid_for(c, v ? nvec : p.n), kThreads, 0, c.stream()>>>(
-        pc, px, py, po, p.n, nvec, p.mode[0], p.mode[1], p.mode[2]);
+    launch_pdl(where_fast_kernel<VEC, T>, grid_for(c, v ? nvec : p.n), kThreads, 0, c.stream(), pc, px, py, po, p.n,
+               nvec, p.mode[0], p.mode[1], p.mode[2]);
   } else {
-    where_strided_kernel<T><<<grid_for(c, p.n), kThreads, 0, c.stream()>>>(pc, px, py, po, p.n, p.g);
+    launch_pdl(where_strided_kernel<T>, grid_for(c, p.n), kThreads, 0, c.stream(), pc, px, py, po, p.n, p.g);
   }
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }

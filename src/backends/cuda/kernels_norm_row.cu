@@ -5,7 +5,7 @@
 // vectors when the row width and every pointer allow it; one warp per row for rows of at
 // most 128 vectors, else one block per row. Statistics are two-level fp32 sums: the mean
 // first, then the squared deviations from registers (exact two-pass, no Welford drift).
-// The fast path is launched with programmatic dependent launch (launch_pdl.h).
+// Every kernel here is launched with programmatic dependent launch (launch_pdl.h).
 // Generic path (fp64, very wide rows): one block per row, re-reading the row from global
 // memory (L2-resident) for each pass.
 #include "backends/cuda/kernels_norm_util.cuh"
@@ -152,6 +152,8 @@ __global__ void __launch_bounds__(WARP ? 32 * kWarpRows : kBlockMax) row_norm_fa
 // global memory (the Add fusions read the stored Sum back in passes 2 and 3).
 template <class T, bool RMS, bool ADD>
 __global__ void __launch_bounds__(512) row_norm_generic(RowArgs p) {
+  pdl_wait();
+  pdl_trigger();
   using A = typename acc_of<T>::type;
   __shared__ A sh[32];
   const T* sc = static_cast<const T*>(p.scale);
@@ -228,7 +230,7 @@ template <class T, bool RMS, bool ADD> void launch_generic(const RowArgs& p, cud
   int64_t threads = (p.D + 31) / 32 * 32;
   if (threads < 32) threads = 32;
   if (threads > 512) threads = 512;
-  row_norm_generic<T, RMS, ADD><<<grid_for(p.rows, 1), unsigned(threads), 0, st>>>(p);
+  launch_pdl(row_norm_generic<T, RMS, ADD>, grid_for(p.rows, 1), unsigned(threads), 0, st, p);
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -252,6 +254,8 @@ DevTensor* out_at(KernelCtx& c, size_t i) { return i < c.out.size() ? c.out[i] :
 // Scale/bias of LayerNormalization broadcast to the normalized dims, expanded to `inner`
 // elements (dst[i] = src[offset of i through the broadcast strides]).
 template <class T> __global__ void expand_param(const T* __restrict__ src, T* __restrict__ dst, int64_t inner, Dims8 d) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < inner; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t rem = i, off = 0;
     for (int k = d.n - 1; k >= 0; --k) {
@@ -281,7 +285,7 @@ const void* param_for(KernelCtx& c, const DevTensor* t, const Dims& norm_dims, i
       s *= tdim;
     }
   }
-  expand_param<T><<<grid_for(inner, 256, 4096), 256, 0, c.stream()>>>(t->as<T>(), store, inner, d);
+  launch_pdl(expand_param<T>, grid_for(inner, 256, 4096), 256, 0, c.stream(), t->as<T>(), store, inner, d);
   SHARDRT_CUDA_CHECK(cudaGetLastError());
   return store;
 }

@@ -7,10 +7,13 @@
 //    y-threads and combined through shared memory (a warp reads 32 neighbours: coalesced).
 // fp32/fp16/bf16 accumulate in fp32, fp64 in fp64, integers in int64. LogSumExp takes the
 // max first, then log(sum(exp(x - max))) + max.
+// Every kernel here is launched with programmatic dependent launch (launch_pdl.h): it calls
+// pdl_wait() before its first read or write and pdl_trigger() right after.
 #include <algorithm>
 #include <limits>
 
 #include "backends/cuda/kernels_norm_util.cuh"
+#include "backends/cuda/launch_pdl.h"
 
 namespace shardrt::cuda {
 
@@ -116,6 +119,8 @@ template <int OP, class A> __device__ __forceinline__ A row_combine(A v, A* sh) 
 }
 
 template <class T, int OP> __global__ void __launch_bounds__(512) reduce_rows(const T* __restrict__ x, T* __restrict__ y, int64_t O, int64_t R) {
+  pdl_wait();
+  pdl_trigger();
   using A = typename racc<T>::type;
   __shared__ A sh[32];
   const int tid = threadIdx.x, tpr = blockDim.x, rpb = blockDim.y;
@@ -146,6 +151,8 @@ template <int OP, class A> __device__ __forceinline__ A col_combine(A v, A (*sh)
 }
 
 template <class T, int OP> __global__ void __launch_bounds__(1024) reduce_cols(const T* __restrict__ x, T* __restrict__ y, int64_t O, int64_t R, int64_t I) {
+  pdl_wait();
+  pdl_trigger();
   using A = typename racc<T>::type;
   __shared__ A sh[32][33];
   const int64_t tiles_i = (I + 31) / 32;
@@ -171,6 +178,8 @@ template <class T, int OP> __global__ void __launch_bounds__(1024) reduce_cols(c
 // Permuting copy: element k of the output walks `d` (sizes in output order, strides of the
 // source).
 template <class E> __global__ void gather_perm(const E* __restrict__ x, E* __restrict__ y, int64_t n, Dims8 d) {
+  pdl_wait();
+  pdl_trigger();
   for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < n; k += int64_t(gridDim.x) * blockDim.x) {
     int64_t rem = k, off = 0;
     for (int j = d.n - 1; j >= 0; --j) {
@@ -185,19 +194,19 @@ template <class T, int OP> void run(const T* x, T* y, int64_t O, int64_t R, int6
   if (O * I == 0) return;
   if (I == 1) {
     if (R <= 8) {
-      reduce_rows<T, OP><<<grid_for(O, 256), dim3(1, 256), 0, st>>>(x, y, O, R);
+      launch_pdl(reduce_rows<T, OP>, grid_for(O, 256), dim3(1, 256), 0, st, x, y, O, R);
     } else if (R <= 256) {
-      reduce_rows<T, OP><<<grid_for(O, 8), dim3(32, 8), 0, st>>>(x, y, O, R);
+      launch_pdl(reduce_rows<T, OP>, grid_for(O, 8), dim3(32, 8), 0, st, x, y, O, R);
     } else {
       int64_t tpr = ((R + 7) / 8 + 31) / 32 * 32;
       if (tpr > 512) tpr = 512;
-      reduce_rows<T, OP><<<grid_for(O, 1), unsigned(tpr), 0, st>>>(x, y, O, R);
+      launch_pdl(reduce_rows<T, OP>, grid_for(O, 1), unsigned(tpr), 0, st, x, y, O, R);
     }
   } else {
     const int64_t tiles = O * ((I + 31) / 32);
     // Few tiles: more y-threads per tile so that the reduced extent is split wider.
     const unsigned ny = tiles < 264 && R >= 256 ? 32 : (R >= 8 ? 8 : 1);
-    reduce_cols<T, OP><<<grid_for(tiles, 1), dim3(32, ny), 0, st>>>(x, y, O, R, I);
+    launch_pdl(reduce_cols<T, OP>, grid_for(tiles, 1), dim3(32, ny), 0, st, x, y, O, R, I);
   }
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }
@@ -295,10 +304,18 @@ template <int OP> void reduce_kernel(KernelCtx& c) {
     void* ws = c.res.workspace(size_t(n) * es);
     const unsigned g = grid_for(n, 256);
     switch (es) {
-      case 1: gather_perm<uint8_t><<<g, 256, 0, c.stream()>>>(x.as<uint8_t>(), static_cast<uint8_t*>(ws), n, d); break;
-      case 2: gather_perm<uint16_t><<<g, 256, 0, c.stream()>>>(x.as<uint16_t>(), static_cast<uint16_t*>(ws), n, d); break;
-      case 4: gather_perm<uint32_t><<<g, 256, 0, c.stream()>>>(x.as<uint32_t>(), static_cast<uint32_t*>(ws), n, d); break;
-      default: gather_perm<uint64_t><<<g, 256, 0, c.stream()>>>(x.as<uint64_t>(), static_cast<uint64_t*>(ws), n, d); break;
+      case 1:
+        launch_pdl(gather_perm<uint8_t>, g, 256, 0, c.stream(), x.as<uint8_t>(), static_cast<uint8_t*>(ws), n, d);
+        break;
+      case 2:
+        launch_pdl(gather_perm<uint16_t>, g, 256, 0, c.stream(), x.as<uint16_t>(), static_cast<uint16_t*>(ws), n, d);
+        break;
+      case 4:
+        launch_pdl(gather_perm<uint32_t>, g, 256, 0, c.stream(), x.as<uint32_t>(), static_cast<uint32_t*>(ws), n, d);
+        break;
+      default:
+        launch_pdl(gather_perm<uint64_t>, g, 256, 0, c.stream(), x.as<uint64_t>(), static_cast<uint64_t*>(ws), n, d);
+        break;
     }
     SHARDRT_CUDA_CHECK(cudaGetLastError());
     src = ws;

@@ -9,9 +9,12 @@
 //    tiles), else one thread per line running the sum sequentially.
 // Values compare/accumulate in fp32 for fp16/bf16, fp64 for fp64, the integer type itself
 // for integers (CumSum wraps as the CPU kernel does).
+// Every kernel here is launched with programmatic dependent launch (launch_pdl.h): it calls
+// pdl_wait() before its first read or write and pdl_trigger() right after.
 #include <algorithm>
 
 #include "backends/cuda/kernels_norm_util.cuh"
+#include "backends/cuda/launch_pdl.h"
 
 namespace shardrt::cuda {
 
@@ -72,6 +75,8 @@ __device__ void block_arg_reduce(A& bv, int64_t& bi, bool last) {
 
 template <class T, bool MAX>
 __global__ void __launch_bounds__(512) arg_block(const T* __restrict__ x, int64_t* __restrict__ y, int64_t lines, int64_t n, bool last) {
+  pdl_wait();
+  pdl_trigger();
   using A = typename vacc<T>::type;
   for (int64_t l = blockIdx.x; l < lines; l += gridDim.x) {
     const T* xl = x + l * n;
@@ -92,6 +97,8 @@ __global__ void __launch_bounds__(512) arg_block(const T* __restrict__ x, int64_
 template <class T, bool MAX>
 __global__ void __launch_bounds__(512) arg_part(const T* __restrict__ x, typename vacc<T>::type* __restrict__ pv,
                                                 int64_t* __restrict__ pi, int64_t n, int64_t chunk, bool last) {
+  pdl_wait();
+  pdl_trigger();
   using A = typename vacc<T>::type;
   const int64_t l = blockIdx.y, p = blockIdx.x;
   const T* xl = x + l * n;
@@ -112,6 +119,8 @@ __global__ void __launch_bounds__(512) arg_part(const T* __restrict__ x, typenam
 template <class A, bool MAX>
 __global__ void arg_merge(const A* __restrict__ pv, const int64_t* __restrict__ pi, int64_t* __restrict__ y, int parts,
                           bool last) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t l = blockIdx.x;
   A bv = A(0);
   int64_t bi = -1;
@@ -128,6 +137,8 @@ __global__ void arg_merge(const A* __restrict__ pv, const int64_t* __restrict__ 
 
 template <class T, bool MAX>
 __global__ void arg_thread(const T* __restrict__ x, int64_t* __restrict__ y, int64_t lines, int64_t n, int64_t inner, bool last) {
+  pdl_wait();
+  pdl_trigger();
   using A = typename vacc<T>::type;
   for (int64_t l = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; l < lines; l += int64_t(gridDim.x) * blockDim.x) {
     const T* xl = x + (l / inner) * n * inner + l % inner;
@@ -156,15 +167,15 @@ template <class T, bool MAX> void run_arg(KernelCtx& c, const T* x, int64_t* y, 
     char* ws = static_cast<char*>(c.res.workspace(vbytes + size_t(lines * parts) * sizeof(int64_t)));
     A* pv = reinterpret_cast<A*>(ws);
     int64_t* pi = reinterpret_cast<int64_t*>(ws + vbytes);
-    arg_part<T, MAX><<<dim3(unsigned(parts), unsigned(lines)), 512, 0, c.stream()>>>(x, pv, pi, n, chunk, last);
+    launch_pdl(arg_part<T, MAX>, dim3(unsigned(parts), unsigned(lines)), 512, 0, c.stream(), x, pv, pi, n, chunk, last);
     SHARDRT_CUDA_CHECK(cudaGetLastError());
-    arg_merge<A, MAX><<<unsigned(lines), 32, 0, c.stream()>>>(pv, pi, y, int(parts), last);
+    launch_pdl(arg_merge<A, MAX>, unsigned(lines), 32, 0, c.stream(), pv, pi, y, int(parts), last);
   } else if (inner == 1 && n > 64) {
     int64_t threads = ((n + 7) / 8 + 31) / 32 * 32;
     if (threads > 512) threads = 512;
-    arg_block<T, MAX><<<grid_for(lines, 1), unsigned(threads), 0, c.stream()>>>(x, y, lines, n, last);
+    launch_pdl(arg_block<T, MAX>, grid_for(lines, 1), unsigned(threads), 0, c.stream(), x, y, lines, n, last);
   } else {
-    arg_thread<T, MAX><<<grid_for(lines, 256), 256, 0, c.stream()>>>(x, y, lines, n, inner, last);
+    launch_pdl(arg_thread<T, MAX>, grid_for(lines, 256), 256, 0, c.stream(), x, y, lines, n, inner, last);
   }
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }
@@ -209,6 +220,8 @@ template <bool MAX> void arg_kernel(KernelCtx& c) {
 template <class T>
 __global__ void cumsum_thread(const T* __restrict__ x, T* __restrict__ y, int64_t lines, int64_t n, int64_t inner,
                               bool excl, bool rev) {
+  pdl_wait();
+  pdl_trigger();
   using A = typename vacc<T>::type;
   for (int64_t l = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; l < lines; l += int64_t(gridDim.x) * blockDim.x) {
     const int64_t base = (l / inner) * n * inner + l % inner;
@@ -227,6 +240,8 @@ __global__ void cumsum_thread(const T* __restrict__ x, T* __restrict__ y, int64_
 template <class T>
 __global__ void __launch_bounds__(256) cumsum_block(const T* __restrict__ x, T* __restrict__ y, int64_t lines, int64_t n,
                                                     bool excl, bool rev) {
+  pdl_wait();
+  pdl_trigger();
   using A = typename vacc<T>::type;
   __shared__ A wsum[32];
   __shared__ A tile[256];
@@ -270,9 +285,9 @@ template <class T> void run_cumsum(KernelCtx& c, const T* x, T* y, int64_t outer
   const int64_t lines = outer * inner;
   if (lines == 0 || n == 0) return;
   if (inner == 1 && n > 64) {
-    cumsum_block<T><<<grid_for(lines, 1), 256, 0, c.stream()>>>(x, y, lines, n, excl, rev);
+    launch_pdl(cumsum_block<T>, grid_for(lines, 1), 256, 0, c.stream(), x, y, lines, n, excl, rev);
   } else {
-    cumsum_thread<T><<<grid_for(lines, 256), 256, 0, c.stream()>>>(x, y, lines, n, inner, excl, rev);
+    launch_pdl(cumsum_thread<T>, grid_for(lines, 256), 256, 0, c.stream(), x, y, lines, n, inner, excl, rev);
   }
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }

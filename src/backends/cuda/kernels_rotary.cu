@@ -5,7 +5,10 @@
 // two inputs and writes its two outputs, so X is read and Y written exactly once.
 // Cos/Sin rows are found through broadcast strides of the leading dims (computed on the
 // host); they are read as fp32/fp16/bf16 whatever X's dtype.
+// Every kernel here is launched with programmatic dependent launch (launch_pdl.h): it calls
+// pdl_wait() before its first read or write and pdl_trigger() right after.
 #include "backends/cuda/kernels_norm_util.cuh"
+#include "backends/cuda/launch_pdl.h"
 
 namespace shardrt::cuda {
 
@@ -26,6 +29,8 @@ struct RotArgs {
 
 template <class T>
 __global__ void rotary_kernel_dev(const T* __restrict__ x, T* __restrict__ y, RotArgs a) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t total = a.rows * a.pairs, half = a.R / 2;
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = t / a.pairs, p = t % a.pairs;
@@ -100,7 +105,7 @@ void rotary_kernel(KernelCtx& c) {
   const int64_t total = a.rows * a.pairs;
   if (total == 0) return;
   NORMK_HALF_DISPATCH(c, x.dtype, {
-    rotary_kernel_dev<T><<<grid_for(total, 256), 256, 0, c.stream()>>>(x.as<T>(), c.out[0]->as<T>(), a);
+    launch_pdl(rotary_kernel_dev<T>, grid_for(total, 256), 256, 0, c.stream(), x.as<T>(), c.out[0]->as<T>(), a);
   });
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }

@@ -6,7 +6,10 @@
 //  - other axes with many lines: one thread per (outer, inner) line, so a warp reads 32
 //    neighbouring columns (coalesced) in each of its three passes.
 //  - everything else (fp64, very long rows, few lines, Hardmax): one block per line.
+// Every kernel here is launched with programmatic dependent launch (launch_pdl.h): it calls
+// pdl_wait() before its first read or write and pdl_trigger() right after.
 #include "backends/cuda/kernels_norm_util.cuh"
+#include "backends/cuda/launch_pdl.h"
 
 namespace shardrt::cuda {
 
@@ -30,6 +33,8 @@ template <bool WARP> __device__ __forceinline__ float row_sum(float v, float* sh
 template <class T, int VEC, int ITEMS, bool WARP, bool LOG>
 __global__ void __launch_bounds__(WARP ? 32 * kWarpRows : kBlockMax)
     softmax_row_fast(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t D) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float sh[32];
   using V = Vec<T, VEC>;
   const int tid = threadIdx.x, tpr = blockDim.x;
@@ -96,6 +101,8 @@ template <class A> __device__ __forceinline__ void best_of(A& v, int64_t& i, A v
 template <class T, int MODE>
 __global__ void __launch_bounds__(512)
     softmax_line_generic(const T* __restrict__ x, T* __restrict__ y, int64_t lines, int64_t n, int64_t inner) {
+  pdl_wait();
+  pdl_trigger();
   using A = typename acc_of<T>::type;
   __shared__ A sh[32];
   __shared__ int64_t shi[32];
@@ -145,6 +152,8 @@ __global__ void __launch_bounds__(512)
 // One thread per (outer, inner) line: neighbouring threads read neighbouring columns.
 template <class T, bool LOG>
 __global__ void softmax_columns(const T* __restrict__ x, T* __restrict__ y, int64_t lines, int64_t n, int64_t inner) {
+  pdl_wait();
+  pdl_trigger();
   using A = typename acc_of<T>::type;
   for (int64_t l = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; l < lines; l += int64_t(gridDim.x) * blockDim.x) {
     const int64_t base = (l / inner) * n * inner + l % inner;
@@ -168,11 +177,13 @@ __global__ void softmax_columns(const T* __restrict__ x, T* __restrict__ y, int6
 template <class T, int VEC, bool LOG> void launch_fast(const T* x, T* y, int64_t rows, int64_t D, cudaStream_t st) {
   const int64_t nch = D / VEC;
   if (nch <= int64_t(32) * kWarpItems) {
-    softmax_row_fast<T, VEC, kWarpItems, true, LOG><<<grid_for(rows, kWarpRows), dim3(32, kWarpRows), 0, st>>>(x, y, rows, D);
+    launch_pdl(softmax_row_fast<T, VEC, kWarpItems, true, LOG>, grid_for(rows, kWarpRows), dim3(32, kWarpRows), 0, st,
+               x, y, rows, D);
   } else {
     int64_t tpr = ((nch + 3) / 4 + 31) / 32 * 32;
     if (tpr > kBlockMax) tpr = kBlockMax;
-    softmax_row_fast<T, VEC, kBlockItems, false, LOG><<<grid_for(rows, 1), unsigned(tpr), 0, st>>>(x, y, rows, D);
+    launch_pdl(softmax_row_fast<T, VEC, kBlockItems, false, LOG>, grid_for(rows, 1), unsigned(tpr), 0, st, x, y, rows,
+               D);
   }
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }
@@ -190,14 +201,14 @@ template <class T, int MODE> void run(const T* x, T* y, int64_t outer, int64_t n
   }
   if constexpr (MODE != kHard) {
     if (inner > 1 && lines >= 4096) {
-      softmax_columns<T, MODE == kLog><<<grid_for(lines, 256), 256, 0, st>>>(x, y, lines, n, inner);
+      launch_pdl(softmax_columns<T, MODE == kLog>, grid_for(lines, 256), 256, 0, st, x, y, lines, n, inner);
       SHARDRT_CUDA_CHECK(cudaGetLastError());
       return;
     }
   }
   int64_t threads = (n + 31) / 32 * 32;
   if (threads > 512) threads = 512;
-  softmax_line_generic<T, MODE><<<grid_for(lines, 1), unsigned(threads), 0, st>>>(x, y, lines, n, inner);
+  launch_pdl(softmax_line_generic<T, MODE>, grid_for(lines, 1), unsigned(threads), 0, st, x, y, lines, n, inner);
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }
 
