@@ -7,6 +7,9 @@
 // repeating it with the same inputs leaves the cache as it was (the cached length stays
 // `past`, as the peers' scripts keep theirs with DynamicCache.crop). On CUDA the step is a
 // replayed CUDA graph after the first run. Each iteration is execute() + synchronize().
+// decode_step_queued runs the same step 8 times per synchronize() and reports the time per
+// step: the GPU's time for a step without the host's launch-and-wait round trip (what a
+// loop that keeps its next inputs on the device would see), beside the per-token figure.
 //
 // Counters: bytes the step must read (the weights every step touches — tables only
 // gathered from, such as an untied token embedding, are left out — plus the K/V cache up to
@@ -18,6 +21,7 @@
 //       [--max-seq N] [--copy-bandwidth] [--benchmark_format=json ...]
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -99,7 +103,8 @@ Tensor fill_i64(int64_t n, int64_t v) {
   return t;
 }
 
-void decode_step(benchmark::State& st, const Engine* engine, const Args* a, int64_t batch, int64_t vocab) {
+void decode_step(benchmark::State& st, const Engine* engine, const Args* a, int64_t batch, int64_t vocab,
+                 int per_sync) {
   ExecutionContext ctx(*engine, ContextOptions{a->device, nullptr});
   // Prefill `past` tokens per row, then the decode inputs stay in place.
   ctx.run({{models::kInputIds, ids_tensor(batch, a->past, vocab, 1)},
@@ -112,15 +117,18 @@ void decode_step(benchmark::State& st, const Engine* engine, const Args* a, int6
     ctx.execute();
     ctx.synchronize();
   }
+  const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : st) {
-    ctx.execute();
+    for (int i = 0; i < per_sync; ++i) ctx.execute();
     ctx.synchronize();
   }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  st.counters["step_ms"] = st.iterations() ? 1e3 * secs / double(st.iterations() * per_sync) : 0.0;
   const Graph& g = engine->graph();
   double bytes = double(step_weight_bytes(g) + step_cache_bytes(g, batch, a->past + 1));
   st.counters["bytes_per_step"] = bytes;
-  st.counters["GBps"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  st.counters["tokens_per_s"] = benchmark::Counter(double(batch), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GBps"] = benchmark::Counter(per_sync * bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["tokens_per_s"] = benchmark::Counter(double(per_sync * batch), benchmark::Counter::kIsIterationInvariantRate);
   st.counters["batch"] = double(batch);
   st.counters["past"] = double(a->past);
 }
@@ -195,10 +203,13 @@ int main(int argc, char** argv) {
     if (a.copy_bandwidth) benchmark::RegisterBenchmark("copy_bandwidth_1GiB", copy_bandwidth)->UseRealTime();
 #endif
     for (int64_t b : a.batches)
-      benchmark::RegisterBenchmark(("decode_step/batch:" + std::to_string(b) + "/past:" + std::to_string(a.past)).c_str(),
-                                   decode_step, &engine, &args, b, cfg.vocab)
-          ->UseRealTime()
-          ->Unit(benchmark::kMillisecond);
+      for (int per_sync : {1, 8})
+        benchmark::RegisterBenchmark(((per_sync == 1 ? "decode_step/batch:" : "decode_step_queued/batch:") +
+                                      std::to_string(b) + "/past:" + std::to_string(a.past))
+                                         .c_str(),
+                                     decode_step, &engine, &args, b, cfg.vocab, per_sync)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
   } catch (const std::exception& ex) {

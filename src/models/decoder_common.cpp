@@ -184,16 +184,14 @@ ITensor cached_attention(Network& net, ITensor qkv, ITensor past_lens, ITensor i
                               s.max_seq, s.layer, s.scale, /*rotary_interleaved=*/false, name);
 }
 
-ITensor last_token(Network& net, ITensor hidden, ITensor last_index, int64_t hidden_size) {
-  // index[b, 0, h] = last_index[b] for every h; GatherElements along S picks hidden[b, last_index[b], h].
-  ITensor idx = net.op("Unsqueeze", {last_index, net.weight("last_token/axes", Tensor::from_i64({1, 2}))}, {}, 1,
+ITensor last_token(Network& net, ITensor hidden, ITensor last_index) {
+  // GatherND with batch_dims 1 picks hidden[b, last_index[b], :] for every row b: indices
+  // [B, 1], output [B, H] (one kernel; a view makes the indices).
+  ITensor idx = net.op("Unsqueeze", {last_index, net.weight("last_token/axes", Tensor::from_i64({1}))}, {}, 1,
                        "last_token/index")[0];
-  idx = net.op("Expand", {idx, net.weight("last_token/shape", Tensor::from_i64({1, 1, hidden_size}))}, {}, 1,
-               "last_token/expand")[0];
   Network::Attrs a;
-  a.i["axis"] = 1;
-  ITensor h = net.op("GatherElements", {hidden, idx}, a, 1, "last_token/gather")[0];
-  return net.reshape(h, {0, hidden_size}, "last_token");
+  a.i["batch_dims"] = 1;
+  return net.op("GatherND", {hidden, idx}, a, 1, "last_token")[0];
 }
 
 void logits_head(Network& net, ITensor h, ITensor lm_head, int64_t vocab, int tp_size) {

@@ -81,9 +81,9 @@ ITensor cached_attention(Network& net, ITensor qkv, ITensor past_lens, ITensor i
                          const std::string& name);
 
 // The shared tail, in two parts so that each family puts its own final norm between them:
-// hidden [B, S, H] → row b's token last_index[b] → [B, H] (an Unsqueeze + Expand of
-// last_index, then GatherElements along S) ...
-ITensor last_token(Network& net, ITensor hidden, ITensor last_index, int64_t hidden_size);
+// hidden [B, S, H] → row b's token last_index[b] → [B, H] (GatherND with batch_dims 1 on
+// last_index unsqueezed to [B, 1]) ...
+ITensor last_token(Network& net, ITensor hidden, ITensor last_index);
 // ... then the LM head (`lm_head`: this rank's [V_local, H] vocabulary rows) → AllGather of
 // the vocabulary chunks (tp_size > 1; `vocab` in all) → fp32 → output "logits" [B, V],
 // and its ArgMax → output "next_token" [B] int64.

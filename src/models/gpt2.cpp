@@ -100,7 +100,7 @@ Network build_gpt2(const std::string& model_dir, const DecoderConfig& cfg, const
     x = net.add(x, row_parallel(m, p + "mlp.c_proj", F, f0, fn), p + "mlp/residual");
   }
 
-  ITensor h = layer_norm(last_token(net, x, in.last_index, E), "ln_f");
+  ITensor h = layer_norm(last_token(net, x, in.last_index), "ln_f");
   ITensor head;
   if (cfg.tie_word_embeddings)
     head = tp == 1 ? wte : net.weight("lm_head.weight", w.rows("wte.weight", {V, E}, v0, vn));

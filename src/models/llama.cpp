@@ -84,7 +84,7 @@ Network build_llama(const std::string& model_dir, const DecoderConfig& cfg, cons
     x = net.add(x, row_parallel(m, p + "mlp.down_proj", F, f0, fn, cfg.mlp_bias), p + "mlp/residual");
   }
 
-  ITensor h = rms_norm(last_token(net, x, in.last_index, H), "norm");
+  ITensor h = rms_norm(last_token(net, x, in.last_index), "norm");
   ITensor head;
   if (cfg.tie_word_embeddings)
     head = tp == 1 ? embed : net.weight("lm_head.weight", w.rows("embed_tokens.weight", {V, H}, v0, vn));
