@@ -191,3 +191,26 @@ TEST(FuseNormLinear, SchemaRefusesMalformedNodes) {
   bad.attrs = {{"norm", Attr::of(std::string("group"))}};
   EXPECT_NE(find_schema("shardrt.NormLinear")->validate(bad), "");
 }
+
+TEST(FuseNormLinear, LinearOutputThatIsAGraphOutputKeepsItsName) {
+  Network net("out");
+  ITensor x = net.input("x", DType::F32, {3, 16});
+  ITensor y = net.rms_norm(x, net.weight("w", randn_nl({16}, 2)), 1e-6f, "rms");
+  net.output(net.linear(y, net.weight("lw", randn_nl({8, 16}, 3)), {}, Activation::Silu, "fc"), "z");
+  auto ref = net.release();
+  Network net2("out");
+  ITensor x2 = net2.input("x", DType::F32, {3, 16});
+  ITensor y2 = net2.rms_norm(x2, net2.weight("w", randn_nl({16}, 2)), 1e-6f, "rms");
+  net2.output(net2.linear(y2, net2.weight("lw", randn_nl({8, 16}, 3)), {}, Activation::Silu, "fc"), "z");
+  auto g = net2.release();
+  default_pipeline(PipelineOptions{}).run(*g);
+  g->verify();
+  EXPECT_EQ(count_live(*g, "shardrt.NormLinear"), 1) << g->print();
+  ASSERT_EQ(g->outputs.size(), 1u);
+  EXPECT_EQ(g->outputs[0]->name, "z");
+  std::map<std::string, Tensor> in = {{"x", randn_nl({3, 16}, 9)}};
+  auto a = run_graph_reference(*ref, in);
+  auto b = run_graph_reference(*g, in);
+  ASSERT_TRUE(b.count("z"));
+  for (int64_t i = 0; i < a.at("z").numel(); ++i) ASSERT_EQ(a.at("z").get_f(i), b.at("z").get_f(i)) << i;
+}
