@@ -92,15 +92,18 @@ __global__ void __launch_bounds__(512) arg_block(const T* __restrict__ x, int64_
 }
 
 // Few long lines (a decode step's argmax over the vocabulary): block (p, l) finds the best
-// of part p of line l, then one warp per line merges the parts (the indices are global, so
-// ties resolve as in one pass).
+// of part p of line l and stores it; the last block of line l to finish (a counter per line,
+// reset by that block) merges the parts in one warp (the indices are global, so ties
+// resolve as in one pass). `counters` null: arg_merge, a second launch, merges instead.
 template <class T, bool MAX>
 __global__ void __launch_bounds__(512) arg_part(const T* __restrict__ x, typename vacc<T>::type* __restrict__ pv,
-                                                int64_t* __restrict__ pi, int64_t n, int64_t chunk, bool last) {
+                                                int64_t* __restrict__ pi, int64_t n, int64_t chunk, bool last,
+                                                int* __restrict__ counters, int64_t* __restrict__ y) {
   pdl_wait();
   pdl_trigger();
   using A = typename vacc<T>::type;
   const int64_t l = blockIdx.y, p = blockIdx.x;
+  const int parts = int(gridDim.x);
   const T* xl = x + l * n;
   const int64_t k1 = min(n, (p + 1) * chunk);
   A bv = A(0);
@@ -110,9 +113,35 @@ __global__ void __launch_bounds__(512) arg_part(const T* __restrict__ x, typenam
     if (beats<MAX>(v, k, bv, bi, last)) { bv = v; bi = k; }
   }
   block_arg_reduce<MAX>(bv, bi, last);
+  __shared__ int merges;
   if (threadIdx.x == 0) {
-    pv[l * gridDim.x + p] = bv;
-    pi[l * gridDim.x + p] = bi;
+    pv[l * parts + p] = bv;
+    pi[l * parts + p] = bi;
+    merges = 0;
+    if (counters) {
+      __threadfence();  // the partial is visible before the count says so
+      merges = atomicAdd(counters + l, 1) == parts - 1;
+    }
+  }
+  __syncthreads();
+  if (!merges || threadIdx.x >= 32) return;
+  __threadfence();
+  bv = A(0);
+  bi = -1;
+  for (int q = int(threadIdx.x); q < parts; q += 32) {
+    const A v2 = __ldcg(pv + l * parts + q);
+    const int64_t i2 = __ldcg(pi + l * parts + q);
+    if (beats<MAX>(v2, i2, bv, bi, last)) { bv = v2; bi = i2; }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const A v2 = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int64_t i2 = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (beats<MAX>(v2, i2, bv, bi, last)) { bv = v2; bi = i2; }
+  }
+  if (threadIdx.x == 0) {
+    y[l] = bi < 0 ? 0 : bi;
+    counters[l] = 0;  // ready for the next launch (a replayed graph too)
   }
 }
 
@@ -154,6 +183,22 @@ __global__ void arg_thread(const T* __restrict__ x, int64_t* __restrict__ y, int
   }
 }
 
+// A node's per-line merge counters for arg_part (at most 64 lines), zeroed once; null while
+// a graph is being captured before the node ever ran (no allocation then).
+struct ArgCounters {
+  int* p = nullptr;
+};
+int* arg_counters(KernelCtx& c, int64_t lines) {
+  if (lines > 64) return nullptr;
+  ArgCounters& st = c.res.node_state<ArgCounters>(c.node, [] { return std::make_shared<ArgCounters>(); });
+  if (!st.p) {
+    if (c.res.capturing()) return nullptr;
+    st.p = static_cast<int*>(c.res.alloc_persistent(64 * sizeof(int)));
+    SHARDRT_CUDA_CHECK(cudaMemsetAsync(st.p, 0, 64 * sizeof(int), c.stream()));
+  }
+  return st.p;
+}
+
 template <class T, bool MAX> void run_arg(KernelCtx& c, const T* x, int64_t* y, int64_t outer, int64_t n, int64_t inner, bool last) {
   const int64_t lines = outer * inner;
   if (lines == 0) return;
@@ -167,9 +212,14 @@ template <class T, bool MAX> void run_arg(KernelCtx& c, const T* x, int64_t* y, 
     char* ws = static_cast<char*>(c.res.workspace(vbytes + size_t(lines * parts) * sizeof(int64_t)));
     A* pv = reinterpret_cast<A*>(ws);
     int64_t* pi = reinterpret_cast<int64_t*>(ws + vbytes);
-    launch_pdl(arg_part<T, MAX>, dim3(unsigned(parts), unsigned(lines)), 512, 0, c.stream(), x, pv, pi, n, chunk, last);
+    // The merge happens in the last part's block (one launch) once the node has its counters:
+    // zeroed device memory made outside graph capture, which the eager runs before a
+    // capture always provide.
+    int* counters = arg_counters(c, lines);
+    launch_pdl(arg_part<T, MAX>, dim3(unsigned(parts), unsigned(lines)), 512, 0, c.stream(), x, pv, pi, n, chunk, last,
+               counters, y);
     SHARDRT_CUDA_CHECK(cudaGetLastError());
-    launch_pdl(arg_merge<A, MAX>, unsigned(lines), 32, 0, c.stream(), pv, pi, y, int(parts), last);
+    if (!counters) launch_pdl(arg_merge<A, MAX>, unsigned(lines), 32, 0, c.stream(), pv, pi, y, int(parts), last);
   } else if (inner == 1 && n > 64) {
     int64_t threads = ((n + 7) / 8 + 31) / 32 * 32;
     if (threads > 512) threads = 512;
