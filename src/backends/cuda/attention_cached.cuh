@@ -68,6 +68,8 @@ struct DecodePlan {
   int dp = 0;       // head size rounded up to 8 (shared-memory width)
   int vec = 0;      // 16-byte global loads and stores
   int stages = 2;   // K/V tile buffers (2: the next tile loads during this one's math)
+  int resident = 0; // 1: `stages` buffers hold a split's whole key range (ceil(max_seq / nsplit)
+                    // keys), all requested at once (before the PDL wait where allowed)
   int cluster = 0;  // 1: the nsplit CTAs of a (row, kv head, tile) are a cluster (merge in shared memory)
   size_t smem = 0;  // dynamic shared memory per CTA; 0: no plan fits the GPU
   size_t ws_floats = 0;  // workspace (partials) in floats

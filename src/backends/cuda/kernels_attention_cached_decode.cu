@@ -6,8 +6,11 @@
 // - Lengths are read on the device (PastLens), so a captured decode step replays with new
 //   lengths: the split count is fixed by the shapes and the GPU; each CTA computes its key
 //   range [c0, c1) from the row's length, and CTAs past the length only report "empty".
-// - Keys stream through shared memory in tiles of up to 64 rows (cp.async, double-buffered;
-//   only the rows of the CTA's range are loaded). Scores: thread = key (two threads per key,
+// - Keys stream through shared memory in tiles of up to 64 rows (cp.async, double-buffered,
+//   or one buffer loaded tile after tile where two do not fit; only the rows of the CTA's
+//   range are loaded). On request (SHARDRT_ATTN_RESIDENT=1, measured slower: see
+//   plan_decode) a "resident" plan gives every tile of the range its own buffer and
+//   requests all of them at once. Scores: thread = key (two threads per key,
 //   each half of the rows); the softmax runs online per row in fp32 (exp2 domain);
 //   P·V: thread = (8-feature slice, key group).
 // - fused = 1 (decode): keys at positions >= PastLens[b] are this run's tokens: the CTA
@@ -54,6 +57,9 @@ constexpr int kTK = 64;          // keys per tile
 constexpr int kThreads = 128;    // 4 warps
 constexpr int kMaxSplits = 64;   // splits per (row, kv head, tile): the merging CTA reads them all
 constexpr int kMaxCluster = 16;  // the largest (non-portable) cluster Hopper runs
+// Resident plans (SHARDRT_ATTN_RESIDENT=1, see plan_decode): at most this many splits
+// unless SHARDRT_ATTN_SPLITS sets the count.
+constexpr int kResidentSplits = 8;
 
 struct Args {
   Params p;
@@ -61,6 +67,7 @@ struct Args {
   int ldk;     // shared row stride of K/V tiles in elements (dp + 16 bytes: conflict-free)
   int nsplit, ntile, nrows;
   int fused, vec, stages;
+  int resident; // 1: `stages` buffers hold every tile of the CTA's range; all are loaded at once
   int early;    // PastLens and the cache rows below it may be read before pdl_wait (see above)
   int cluster;  // 1: the splits are one cluster and merge through distributed shared memory
   float* acc_part;  // [units * nsplit * QT][dp]
@@ -199,8 +206,10 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
   const int64_t L = min(peff + s_last + 1, int64_t(p.max_seq));
   // Ranges of whole tiles when a split spans several (no tile straddles two ranges);
   // otherwise as even as the count allows, so that every split has keys to do.
+  // (Resident: always as even as the count allows; plan_decode sized the buffers for
+  // ceil(max_seq / nsplit) keys.)
   int64_t chunk = (L + a.nsplit - 1) / a.nsplit;
-  if (chunk > kTK) chunk = (chunk + kTK - 1) / kTK * kTK;
+  if (chunk > kTK && !a.resident) chunk = (chunk + kTK - 1) / kTK * kTK;
   const int64_t c0 = int64_t(split) * chunk;
   const int64_t c1 = min(c0 + chunk, L);
   const int ntl = c0 < c1 ? int((c1 - c0 + kTK - 1) / kTK) : 0;
@@ -271,12 +280,16 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
   // writes its share of this run's k/v: their latencies overlap instead of adding up. (The
   // tile's cache rows are positions below PastLens[b]; the writes go to PastLens[b] on.)
   // With `early` they were issued before the wait (rows written by earlier runs only).
-  if (ntl > 0) load_cache(c0, 0);
+  // Resident: every tile of the range has its own buffer (plan_decode sized them from
+  // max_seq), so all of the range's cache rows are requested here in one go: one memory
+  // round trip for the whole range instead of one per tile.
+  const int nfirst = a.resident ? ntl : min(ntl, 1);
+  for (int it = 0; it < nfirst; ++it) load_cache(c0 + int64_t(it) * kTK, it);
   if (a.early) {
     pdl_wait();
     pdl_trigger();
   }
-  if (ntl > 0) load_new(c0, 0);
+  for (int it = 0; it < nfirst; ++it) load_new(c0 + int64_t(it) * kTK, it);
   cp_async_commit();
   for (int e = tid; e < QT * dp; e += kThreads) {
     const int r = e / dp, d = e % dp;
@@ -325,12 +338,18 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
   for (int i = 0; i < QTH; ++i) lpart[i] = 0.f;
 
   for (int it = 0; it < ntl; ++it) {
-    const int buf = a.stages == 2 ? (it & 1) : 0;
+    const int buf = a.resident ? it : a.stages == 2 ? (it & 1) : 0;
     const int64_t t0 = c0 + int64_t(it) * kTK;
-    if (a.stages == 2 && it + 1 < ntl) load_tile(t0 + kTK, buf ^ 1);
-    cp_async_commit();
-    if (a.stages == 2) cp_async_wait<1>();  // all but the newest group: tile `it` landed
-    else cp_async_wait<0>();
+    if (a.resident) {
+      if (it == 0) cp_async_wait<0>();  // every tile was requested at once
+    } else {
+      if (a.stages == 2 && it + 1 < ntl) load_tile(t0 + kTK, buf ^ 1);
+      // One buffer: tile `it` loads only now (the previous iteration's last barrier freed it).
+      if (a.stages == 1 && it > 0) load_tile(t0, 0);
+      cp_async_commit();
+      if (a.stages == 2) cp_async_wait<1>();  // all but the newest group: tile `it` landed
+      else cp_async_wait<0>();
+    }
     __syncthreads();
     const T* tK = sK + size_t(buf) * kTK * ldk;
     const T* tV = sV + size_t(buf) * kTK * ldk;
@@ -518,11 +537,12 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
     }
   };
 
-  if (a.cluster) {
+  if (a.cluster || nsp == 1) {
     // ---- cluster merge: the partial stays in this CTA's shared memory (sQ's QT x dp floats
-    // for the accumulators, sMax's 2 x QT for (max, sum): neither is read after the key loop) ----
+    // for the accumulators, sMax's 2 x QT for (max, sum): neither is read after the key loop).
+    // A single split takes the same route within the CTA: nothing to wait for, nothing to
+    // read back from global memory. ----
     namespace cg = cooperative_groups;
-    cg::cluster_group cluster = cg::this_cluster();
     float* sAcc = sQ;
     float* sML = sMax;
     for (int e = tid; e < nq * dp; e += kThreads) {
@@ -537,6 +557,18 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
       sML[2 * tid] = mr;
       sML[2 * tid + 1] = lr;
     }
+    if (!a.cluster) {
+      __syncthreads();
+      merge_chunks(0, 1, [&](int, int r, int c, float& ms, float& ls, float4& x0, float4& x1) {
+        const float4* acc4 = reinterpret_cast<const float4*>(sAcc + r * dp + c * 8);
+        ms = sML[2 * r];
+        ls = sML[2 * r + 1];
+        x0 = acc4[0];
+        x1 = acc4[1];
+      });
+      return;
+    }
+    cg::cluster_group cluster = cg::this_cluster();
     cluster.sync();  // every split's partial is written and visible cluster-wide
     // This CTA is rank `split` of the cluster (the cluster spans the split dimension): it
     // merges chunks split, split + nsplit, ..., reading the partials by distributed shared memory.
@@ -721,6 +753,17 @@ int max_splits() {
   const int v = e && *e ? std::atoi(e) : 0;
   return v >= 1 ? std::min(v, kMaxSplits) : kMaxSplits;
 }
+// SHARDRT_ATTN_RESIDENT=1 loads each CTA's whole key range at once wherever it fits in
+// shared memory (SHARDRT_ATTN_SPLITS choosing the split count); unset or 0: never (it
+// measured slower, see plan_decode). For experiments; read at plan time only.
+bool resident_requested() {
+  const char* e = std::getenv("SHARDRT_ATTN_RESIDENT");
+  return e && *e && std::atoi(e) != 0;
+}
+bool splits_forced() {
+  const char* e = std::getenv("SHARDRT_ATTN_SPLITS");
+  return e && *e && std::atoi(e) >= 1;
+}
 bool early_enabled() {
   const char* e = std::getenv("SHARDRT_ATTN_EARLY");
   return !(e && e[0] == '0' && e[1] == '\0');
@@ -760,6 +803,46 @@ DecodePlan plan_decode(const Params& p, DType t, const cudaDeviceProp& props) {
   ns = std::min<int64_t>(ns, (int64_t(p.max_seq) + 31) / 32);
   ns = std::min<int64_t>(ns, max_splits());
   pl.nsplit = int(std::max<int64_t>(ns, 1));
+  const int64_t units_ = int64_t(p.B) * p.Hkv * pl.ntile;
+  // Resident plan (only on request, SHARDRT_ATTN_RESIDENT=1): at most kResidentSplits
+  // splits, each holding its whole key range (ceil(max_seq / splits) keys: shapes only) in
+  // shared memory, all of it requested at once (before the PDL wait with `early`); splits
+  // double until the range fits. Merged by a cluster (2..8 splits), within the CTA (1), or
+  // globally. Measured on an H100 (CUDA graph step, same binary), it does not pay:
+  //  - GPT-2 fp16 b1, 512 cached, max_seq 528: today's 17 one-tile splits 0.402 ms; resident
+  //    1 / 2 / 4 / 8 splits 0.490 / 0.440 / 0.421 / 0.421 ms (8 through the workspace
+  //    0.420, 4 through the workspace 0.424); 17 resident splits 0.400 (the same work);
+  //  - max_seq 1024: today's 32 splits 0.408 ms, resident 4 / 8 splits (clusters) 0.411 /
+  //    0.421 ms;
+  //  - Llama-3-8B dims 4L bf16 b1: 1.07 ms today, 1.06 resident (8 or 16 splits): noise.
+  // More, smaller CTAs beat fewer CTAs that each hold a longer range, even when all of its
+  // loads are in flight at once.
+  if (resident_requested()) {
+    const size_t budget = optin;
+    int64_t rs = splits_forced() ? pl.nsplit : std::min<int64_t>(pl.nsplit, kResidentSplits);
+    size_t rsmem = 0;
+    int tiles = 0;
+    for (;;) {
+      const int64_t chunk = (int64_t(p.max_seq) + rs - 1) / rs;
+      tiles = int((chunk + kTK - 1) / kTK);
+      rsmem = layout(pl.qt, pl.dp, ldk, tsize, tiles).total;
+      if (rsmem <= budget || rs >= pl.nsplit) break;
+      rs = std::min<int64_t>(rs * 2, pl.nsplit);
+    }
+    if (rsmem <= budget) {
+      pl.resident = 1;
+      pl.stages = tiles;
+      pl.nsplit = int(rs);
+      const int mc = max_cluster();
+      if (props.major >= 9 && rs >= 2 && rs <= 8 && mc >= rs &&
+          clusters_resident_any(t, pl.qt, int(rs), rsmem) >= units_)
+        pl.cluster = 1;
+      pl.ws_floats = size_t(units_) * pl.nsplit * pl.qt * (pl.dp + 2);
+      pl.counters = units_;
+      pl.smem = rsmem;
+      return pl;
+    }
+  }
   // One cluster per (b, g, tile) (at most kMaxCluster splits then: fewer, fatter splits,
   // merged without global round trips) when the global merge would be long and the whole
   // grid is resident at once. Measured on an H100 (decode step, CUDA graph):
@@ -804,6 +887,7 @@ void launch_decode(const Params& p, DType t, const DecodePlan& pl, int fused, bo
   a.fused = fused;
   a.vec = pl.vec;
   a.stages = pl.stages;
+  a.resident = pl.resident;
   a.early = fused && past_settled && early_enabled();
   a.cluster = pl.cluster;
   const size_t units = size_t(p.B) * p.Hkv * pl.ntile;

@@ -10,7 +10,9 @@
 // splits spanning several 64-key tiles, B = 1, 2, 3, 24, max_seq not a multiple of 16;
 // decode lengths on both sides of split and tile boundaries (past 0 to max_seq - 1) with
 // both merges of the splits (a thread-block cluster through shared memory, or the
-// workspace and a counter) and with PastLens read before or after the PDL wait.
+// workspace and a counter) and with PastLens read before or after the PDL wait; the
+// resident plans (SHARDRT_ATTN_RESIDENT=1: 1, 2, 4, 8 splits each holding its whole key
+// range) and the one-buffer tile loop of large fp32 heads.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -400,4 +402,81 @@ TEST(CudaCachedAttention, DecodeMergesAndEarlyReadsAgree) {
     }
     if (::testing::Test::HasFailure()) return;
   }
+}
+
+TEST(CudaCachedAttention, DecodeResidentKeyRangesAgree) {
+  REQUIRE_GPU();
+  ScopedEnv poison("SHARDRT_POISON", "1");
+  // SHARDRT_ATTN_RESIDENT=1: each split holds its whole key range (ceil(max_seq / splits)
+  // keys, one or several 64-key tiles) in shared memory, requested at once. Split counts
+  // 1 (no merge), 2, 4, 8 (cluster merges, or the workspace with SHARDRT_ATTN_CLUSTER=0),
+  // PastLens read before or after the PDL wait; lengths at 0, at the ranges' and tiles'
+  // edges, at max_seq - 1, rows of different lengths in one step; every step replayed.
+  const char* variants[][3] = {{"1", "16", "1"}, {"2", "16", "1"}, {"4", "16", "1"}, {"8", "16", "1"},
+                               {"4", "0", "1"},  {"8", "0", "0"},  {"2", "16", "0"}};
+  for (const auto& v : variants) {
+    ScopedEnv rs("SHARDRT_ATTN_RESIDENT", "1");
+    ScopedEnv sp("SHARDRT_ATTN_SPLITS", v[0]);
+    ScopedEnv cl("SHARDRT_ATTN_CLUSTER", v[1]);
+    ScopedEnv ea("SHARDRT_ATTN_EARLY", v[2]);
+    const std::string tag = std::string(" splits ") + v[0] + " cluster " + v[1] + " early " + v[2];
+    {
+      Cfg c;  // GPT-2's attention with the decode bench's max_seq (past 512 + 16)
+      c.t = DType::F16;
+      c.Hq = 12, c.Hkv = 12, c.D = 64, c.max_batch = 3, c.max_seq = 528, c.nf = 0;
+      std::vector<Step> steps{{17, {0, 0, 0}}};
+      for (const Step& s : boundary_steps({{0, 1, 2},
+                                            {63, 64, 65},
+                                            {65, 66, 67},
+                                            {127, 128, 129},
+                                            {131, 132, 133},
+                                            {263, 264, 265},
+                                            {511, 512, 513},
+                                            {527, 0, 300}}))
+        steps.push_back(s);
+      add_decode(steps, {40, 130, 526}, 2);
+      run_steps(c, steps, "fp16 gpt2 528" + tag, true, 31);
+    }
+    {
+      Cfg c;  // the generate engine's max_seq
+      c.t = DType::F16;
+      c.Hq = 12, c.Hkv = 12, c.D = 64, c.max_batch = 2, c.max_seq = 1024, c.nf = 0;
+      std::vector<Step> steps =
+          boundary_steps({{0, 1023}, {127, 128}, {255, 256}, {511, 512}, {1022, 767}, {1, 1000}});
+      run_steps(c, steps, "fp16 gpt2 1024" + tag, true, 32);
+    }
+    {
+      Cfg c;  // Llama-3's attention: GQA 4, D 128, bf16, rotary
+      c.t = DType::BF16;
+      c.Hq = 32, c.Hkv = 8, c.D = 128, c.max_batch = 2, c.max_seq = 1040, c.nf = 64;
+      std::vector<Step> steps = boundary_steps({{0, 1039}, {129, 130}, {259, 260}, {519, 520}, {1024, 3}});
+      run_steps(c, steps, "bf16 llama" + tag, true, 33);
+    }
+    {
+      Cfg c;  // fp32, GQA 2, D 64, interleaved rotary, a small max_seq
+      c.t = DType::F32;
+      c.Hq = 4, c.Hkv = 2, c.D = 64, c.max_batch = 2, c.max_seq = 150, c.nf = 32, c.inter = true;
+      std::vector<Step> steps{{5, {0, 0}}};
+      for (const Step& s : boundary_steps({{0, 149}, {18, 19}, {37, 38}, {74, 75}, {63, 64}, {148, 128}}))
+        steps.push_back(s);
+      run_steps(c, steps, "fp32 small" + tag, true, 34);
+    }
+    if (::testing::Test::HasFailure()) return;
+  }
+}
+
+TEST(CudaCachedAttention, Fp32LargeHeadSingleBufferSpansTiles) {
+  REQUIRE_GPU();
+  ScopedEnv poison("SHARDRT_POISON", "1");
+  // fp32 with head size 256: two K/V tile buffers exceed the shared memory of one block, so
+  // the kernel keeps one and loads each 64-key tile after the previous one's math; with
+  // 2 splits a split spans several tiles.
+  ScopedEnv sp("SHARDRT_ATTN_SPLITS", "2");
+  ScopedEnv rs("SHARDRT_ATTN_RESIDENT", "0");
+  Cfg c;
+  c.t = DType::F32;
+  c.Hq = 2, c.Hkv = 1, c.D = 256, c.max_batch = 2, c.max_seq = 300, c.nf = 64;
+  std::vector<Step> steps{{3, {0, 0}}};
+  for (const Step& s : boundary_steps({{64, 65}, {129, 200}, {299, 150}})) steps.push_back(s);
+  run_steps(c, steps, "fp32 D256 one buffer", true, 35);
 }
