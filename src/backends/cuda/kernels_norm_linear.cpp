@@ -3,6 +3,8 @@
 // norm (and the residual add) in its prologue; every other case runs the registered norm
 // kernel into Normed (and Sum), then the registered shardrt.Linear kernel on Normed — the
 // unfused pair's launches, reading the same attributes from this node.
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "backends/cuda/gemm_epilogue.h"
@@ -11,6 +13,15 @@
 namespace shardrt::cuda::gemm {
 
 namespace {
+
+// SHARDRT_GEMV_NORM=0: the norm kernel, then the Linear, even for decode rows (comparison).
+bool gemv_norm_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("SHARDRT_GEMV_NORM");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
 
 const Kernel& kernel_of(const KernelCtx& c, const char* op) {
   const Kernel* k = find_kernel(op);
@@ -51,7 +62,7 @@ void norm_linear_kernel(KernelCtx& c) {
   DevTensor& Y = *c.out[0];
   const int64_t N = Y.dim(-1), WN = swiglu ? 2 * N : N;
 
-  if (tb && M >= 1 && M <= kGemvMaxRows && gemv_enabled() && W->dtype == t && W->rank() == 2 && W->dim(1) == K &&
+  if (tb && M >= 1 && M <= kGemvMaxRows && gemv_enabled() && gemv_norm_enabled() && W->dtype == t && W->rank() == 2 && W->dim(1) == K &&
       W->dim(0) == WN && (!B || (B->dtype == t && B->numel() == WN))) {
     GemvNorm nrm;
     nrm.res = R ? R->data : nullptr;
