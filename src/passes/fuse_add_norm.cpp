@@ -15,29 +15,12 @@ namespace {
 
 bool fusable_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
-// Dims that are equal at every run: both known and equal, or the same named symbol.
-bool same_dim(const Dim& a, const Dim& b) {
-  if (a.known() || b.known()) return a.known() && b.known() && a.value == b.value;
-  return !a.sym.empty() && a.sym != "?" && a.sym == b.sym;
-}
-
 bool same_shape(const Shape& a, const Shape& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
-    if (!same_dim(a[i], b[i])) return false;
+    if (!pass_util::same_dim(a[i], b[i])) return false;
   return true;
 }
-
-// A scale/shift the fused kernels read as [D]: x's dtype, leading dims 1, last dim D.
-bool row_param(const Value* p, const Value* x) {
-  if (!p || p->dtype != x->dtype || p->shape.empty() || x->shape.empty()) return false;
-  for (size_t i = 0; i + 1 < p->shape.size(); ++i)
-    if (!(p->shape[i].known() && p->shape[i].value == 1)) return false;
-  return same_dim(p->shape.back(), x->shape.back());
-}
-
-// An output nobody reads (absent, no users, not a graph output).
-bool unused(const Graph& g, const Value* v) { return !v || (v->users.empty() && !g.is_output(v)); }
 
 class FuseAddNormPass : public Pass {
  public:
@@ -63,18 +46,18 @@ class FuseAddNormPass : public Pass {
     std::map<std::string, Attr> attrs;
     std::vector<Value*> ins = {a, b};
     if (rms) {
-      if (!row_param(norm->in(1), s)) return false;
+      if (!pass_util::norm_param(norm->in(1), s)) return false;
       ins.push_back(norm->in(1));
       attrs["epsilon"] = Attr::of(norm->attr_f("epsilon", 1e-6f));
     } else {
       int64_t axis = norm->attr_i("axis", -1);
       if (axis < 0) axis += rank;
       if (axis != rank - 1 || norm->attr_i("stash_type", 1) != 1) return false;
-      if (!unused(g, norm->out(1)) || !unused(g, norm->out(2))) return false;
-      if (!row_param(norm->in(1), s)) return false;
+      if (!pass_util::unused_output(g, norm->out(1)) || !pass_util::unused_output(g, norm->out(2))) return false;
+      if (!pass_util::norm_param(norm->in(1), s)) return false;
       ins.push_back(norm->in(1));
       if (norm->in(2)) {
-        if (!row_param(norm->in(2), s)) return false;
+        if (!pass_util::norm_param(norm->in(2), s)) return false;
         ins.push_back(norm->in(2));
       }
       attrs["epsilon"] = Attr::of(norm->attr_f("epsilon", 1e-5f));

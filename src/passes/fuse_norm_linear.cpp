@@ -21,18 +21,6 @@ namespace {
 
 bool float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
-// A [D]-like parameter of x's dtype (leading dims 1, last dim equal to x's when known).
-bool row_param(const Value* p, const Value* x) {
-  if (!p || p->dtype != x->dtype || p->shape.empty() || x->shape.empty()) return false;
-  for (size_t i = 0; i + 1 < p->shape.size(); ++i)
-    if (!(p->shape[i].known() && p->shape[i].value == 1)) return false;
-  const Dim& a = p->shape.back();
-  const Dim& b = x->shape.back();
-  return !(a.known() && b.known() && a.value != b.value);
-}
-
-bool unused(const Graph& g, const Value* v) { return !v || (v->users.empty() && !g.is_output(v)); }
-
 class FuseNormLinearPass : public Pass {
  public:
   std::string name() const override { return "fuse_norm_linear"; }
@@ -59,13 +47,13 @@ class FuseNormLinearPass : public Pass {
     const size_t pi = add ? 2 : 1;  // Scale / W0
     Value* scale = norm->in(pi);
     Value* nbias = rms ? nullptr : norm->in(pi + 1);
-    if (!row_param(scale, x) || (nbias && !row_param(nbias, x))) return false;
+    if (!pass_util::norm_param(scale, x) || (nbias && !pass_util::norm_param(nbias, x))) return false;
     float eps = norm->attr_f("epsilon", rms ? 1e-6f : 1e-5f);
     if (op == "LayerNormalization") {
       int64_t axis = norm->attr_i("axis", -1);
       if (axis < 0) axis += int64_t(x->shape.size());
       if (axis != int64_t(x->shape.size()) - 1 || norm->attr_i("stash_type", 1) != 1) return false;
-      if (!unused(g, norm->out(1)) || !unused(g, norm->out(2))) return false;
+      if (!pass_util::unused_output(g, norm->out(1)) || !pass_util::unused_output(g, norm->out(2))) return false;
     }
     Value* sum = add ? norm->out(1) : nullptr;
     if (add && !sum) return false;

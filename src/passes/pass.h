@@ -84,6 +84,24 @@ inline void rewrite_node(Graph& g, Node* n, const std::string& op, const std::ve
   n->opset = 0;
 }
 
+// Dims that are equal at every run: both known and equal, or the same named symbol.
+inline bool same_dim(const Dim& a, const Dim& b) {
+  if (a.known() || b.known()) return a.known() && b.known() && a.value == b.value;
+  return !a.sym.empty() && a.sym != "?" && a.sym == b.sym;
+}
+
+// A norm's scale/shift that the fused kernels read as [D]: x's dtype, leading dims 1, last
+// dim the same as x's.
+inline bool norm_param(const Value* p, const Value* x) {
+  if (!p || p->dtype != x->dtype || p->shape.empty() || x->shape.empty()) return false;
+  for (size_t i = 0; i + 1 < p->shape.size(); ++i)
+    if (!(p->shape[i].known() && p->shape[i].value == 1)) return false;
+  return same_dim(p->shape.back(), x->shape.back());
+}
+
+// An optional output nobody reads (absent, no users, not a graph output).
+inline bool unused_output(const Graph& g, const Value* v) { return !v || (v->users.empty() && !g.is_output(v)); }
+
 // "Op 'name'" for Node::fused_from lists.
 inline std::string node_tag(const Node* n) {
   std::string s = n->op + " '" + n->name + "'";
