@@ -13,8 +13,6 @@ namespace shardrt {
 
 namespace {
 
-bool fusable_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
-
 bool same_shape(const Shape& a, const Shape& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
@@ -40,7 +38,7 @@ class FuseAddNormPass : public Pass {
     if (!add || add->outputs.size() != 1) return false;
     Value* a = add->in(0);
     Value* b = add->in(1);
-    if (!a || !b || !fusable_type(s->dtype) || a->dtype != s->dtype || b->dtype != s->dtype) return false;
+    if (!a || !b || !pass_util::norm_float(s->dtype) || a->dtype != s->dtype || b->dtype != s->dtype) return false;
     if (s->shape.empty() || !same_shape(a->shape, b->shape) || !same_shape(a->shape, s->shape)) return false;
     const int64_t rank = int64_t(s->shape.size());
     std::map<std::string, Attr> attrs;

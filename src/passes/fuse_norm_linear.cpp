@@ -19,8 +19,6 @@ namespace shardrt {
 
 namespace {
 
-bool float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
-
 class FuseNormLinearPass : public Pass {
  public:
   std::string name() const override { return "fuse_norm_linear"; }
@@ -40,7 +38,7 @@ class FuseNormLinearPass : public Pass {
     const bool rms = op == "shardrt.RMSNorm" || op == "shardrt.AddRMSNorm";
     if (!add && !rms && op != "LayerNormalization") return false;
     Value* x = norm->in(0);
-    if (!x || !float_type(x->dtype) || x->shape.empty() || y0->dtype != x->dtype) return false;
+    if (!x || !pass_util::norm_float(x->dtype) || x->shape.empty() || y0->dtype != x->dtype) return false;
     if (!lin->in(1) || lin->in(1)->dtype != x->dtype || (lin->in(2) && lin->in(2)->dtype != x->dtype)) return false;
     Value* r = add ? norm->in(1) : nullptr;
     if (add && (!r || r->dtype != x->dtype)) return false;

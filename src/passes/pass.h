@@ -84,6 +84,9 @@ inline void rewrite_node(Graph& g, Node* n, const std::string& op, const std::ve
   n->opset = 0;
 }
 
+// The dtypes the fused norm kernels take.
+inline bool norm_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
 // Dims that are equal at every run: both known and equal, or the same named symbol.
 inline bool same_dim(const Dim& a, const Dim& b) {
   if (a.known() || b.known()) return a.known() && b.known() && a.value == b.value;

@@ -22,6 +22,12 @@ template <class T> void add_same_shape(const Tensor& a, const Tensor& b, Tensor&
   });
 }
 
+const Kernel& kernel_of(const KernelCtx& c, const char* op) {
+  const Kernel* k = find_kernel(op);
+  if (!k) c.fail(std::string("internal: no CPU kernel for ") + op);
+  return *k;
+}
+
 void add_norm(KernelCtx& c, const char* norm_op) {
   const Tensor& a = *c.input(0);
   const Tensor& b = *c.input(1);
@@ -35,17 +41,9 @@ void add_norm(KernelCtx& c, const char* norm_op) {
     case DType::BF16: add_same_shape<bf16_t>(a, b, sum); break;
     default: c.fail(std::string("unsupported type ") + dtype_name(a.dtype()));
   }
-  const Kernel* k = find_kernel(norm_op);
-  if (!k) c.fail(std::string("internal: no CPU kernel for ") + norm_op);
   // The norm kernel reads epsilon (and LayerNormalization's axis, -1 here) from this node.
   KernelCtx inner{c.node, {&sum, c.input(2), c.input(3)}, {c.out[0]}, c.comm};
-  (*k)(inner);
-}
-
-const Kernel& kernel_of(const KernelCtx& c, const char* op) {
-  const Kernel* k = find_kernel(op);
-  if (!k) c.fail(std::string("internal: no CPU kernel for ") + op);
-  return *k;
+  kernel_of(c, norm_op)(inner);
 }
 
 void norm_linear(KernelCtx& c) {
