@@ -324,9 +324,9 @@ TEST(CudaExecutor, CollectiveThroughNcclOnOneRankIsCapturedAndExact) {
 // programmatic dependent launch (each may start while the one before it runs): token and
 // position embeddings (Gather; the positions through an int64 Add), their fp16 Add, an Expand
 // feeding GatherElements (the last token's row), a LayerNorm, a Cast to fp32 and an ArgMax
-// over a row long enough for its split two-kernel path. Replayed as a CUDA graph with new
-// inputs every run, each compared with the CPU: a kernel reading its input before the one
-// producing it has finished would read the previous run's values.
+// over a row long enough for its split path (parts merged by the last block). Replayed as a
+// CUDA graph with new inputs every run, each compared with the CPU: a kernel reading its input
+// before the one producing it has finished would read the previous run's values.
 TEST(CudaExecutor, DecodeHeadAndTailChainMatchesCpuAcrossGraphReplays) {
   REQUIRE_GPU();
   constexpr int64_t kV = 40, kP = 24;
