@@ -145,22 +145,6 @@ DecoderInputs decoder_inputs(Network& net) {
   return in;
 }
 
-ITensor decoder_positions(Network& net, const DecoderInputs& in) {
-  ITensor shape = net.op("Shape", {in.input_ids}, {}, 1, "positions/shape")[0];
-  ITensor seq = net.gather(shape, net.weight("positions/seq_axis", Tensor::scalar_i64(1)), 0, "positions/seq");
-  ITensor steps = net.op("Range",
-                         {net.weight("positions/zero", Tensor::scalar_i64(0)), seq,
-                          net.weight("positions/one", Tensor::scalar_i64(1))},
-                         {}, 1, "positions/range")[0];
-  ITensor past = net.op("Unsqueeze", {in.past_lens, net.weight("positions/axes", Tensor::from_i64({1}))}, {}, 1,
-                        "positions/past")[0];
-  ITensor pos = net.add(past, steps, "positions/sum");  // [B, 1] + [S] → [B, S]
-  // Range's length is a value, so its dim is unknown when the graph is built; a view with
-  // input_ids' shape gives the positions (and everything added to them: the residual
-  // stream) input_ids' symbolic dims, which lets the residual adds fuse with their norms.
-  return net.op("Reshape", {pos, shape}, {}, 1, "positions")[0];
-}
-
 ITensor linear_op(Network& net, ITensor x, ITensor w, ITensor bias, bool trans_b, const std::string& activation,
                   const std::string& name) {
   Network::Attrs a;

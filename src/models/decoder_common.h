@@ -61,10 +61,6 @@ struct DecoderInputs {
 };
 DecoderInputs decoder_inputs(Network& net);
 
-// positions[b, s] = past_lens[b] + s, [B, S] int64 (Shape → Gather → Range, Unsqueeze, Add, then a Reshape to
-// input_ids' shape so that the positions carry its symbolic dims).
-ITensor decoder_positions(Network& net, const DecoderInputs& in);
-
 // shardrt.Linear: trans_b 1 for a [out, in] weight (torch.nn.Linear), 0 for [in, out] (Conv1D).
 ITensor linear_op(Network& net, ITensor x, ITensor w, ITensor bias, bool trans_b, const std::string& activation,
                   const std::string& name);

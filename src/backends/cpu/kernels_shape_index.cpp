@@ -1,5 +1,6 @@
 // CPU kernels that select or scatter by index: Gather, GatherElements, GatherND,
-// ScatterND, ScatterElements (and old Scatter), Compress, NonZero, OneHot, ReverseSequence.
+// ScatterND, ScatterElements (and old Scatter), Compress, NonZero, OneHot, ReverseSequence,
+// shardrt.PositionalEmbedding.
 // Indices are validated before any parallel loop (kernels may not throw inside one).
 #include <algorithm>
 
@@ -340,6 +341,51 @@ void k_reverse_sequence(KernelCtx& c) {
     }
 }
 
+// shardrt.PositionalEmbedding: Y[b, s] = Tokens[Ids[b, s]] + Positions[PastLens[b] + s],
+// the sum rounded once to the dtype (what Gather, Gather and Add store).
+void k_positional_embedding(KernelCtx& c) {
+  const Tensor& ids = *c.in[0];
+  const Tensor& past = *c.in[1];
+  const Tensor& tok = *c.in[2];
+  const Tensor& pos = *c.in[3];
+  Tensor& y = *c.out[0];
+  const int64_t B = ids.dims()[0], S = ids.dims()[1], V = tok.dims()[0], E = tok.dims()[1], P = pos.dims()[0];
+  if (past.numel() != B) c.fail("PastLens holds " + std::to_string(past.numel()) + " lengths for " + std::to_string(B) + " rows");
+  if (pos.dims()[1] != E) c.fail("Tokens' and Positions' widths differ");
+  std::vector<int64_t> rows(size_t(2 * B * S));  // per (b, s): its token row, its position row
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t s = 0; s < S; ++s) {
+      const std::string at = " at [" + std::to_string(b) + ", " + std::to_string(s) + "]";
+      const int64_t id = index_at(ids, b * S + s), p = past.data<int64_t>()[b] + s;
+      if (id < 0 || id >= V) c.fail("token id " + std::to_string(id) + at + " is outside the " + std::to_string(V) + " rows of Tokens");
+      if (p < 0 || p >= P)
+        c.fail("position " + std::to_string(p) + at + " (PastLens[b] + s) is outside the " + std::to_string(P) + " rows of Positions");
+      rows[size_t(2 * (b * S + s))] = id;
+      rows[size_t(2 * (b * S + s) + 1)] = p;
+    }
+  auto run = [&](auto a) {
+    using A = decltype(a);
+    using T = typename A::S;
+    const T* tp = static_cast<const T*>(tok.raw());
+    const T* pp = static_cast<const T*>(pos.raw());
+    T* yp = static_cast<T*>(y.raw());
+    parallel_for(B * S, std::max<int64_t>(1, kGrainBytes / std::max<int64_t>(1, E * int64_t(sizeof(T)))),
+                 [&](int64_t lo, int64_t hi) {
+                   for (int64_t r = lo; r < hi; ++r) {
+                     const T* t = tp + rows[size_t(2 * r)] * E;
+                     const T* q = pp + rows[size_t(2 * r + 1)] * E;
+                     for (int64_t e = 0; e < E; ++e) yp[r * E + e] = A::st(A::ld(t[e]) + A::ld(q[e]));
+                   }
+                 });
+  };
+  switch (tok.dtype()) {
+    case DType::F32: run(AF32{}); break;
+    case DType::F16: run(AF16{}); break;
+    case DType::BF16: run(ABF16{}); break;
+    default: c.fail(std::string("dtype ") + dtype_name(tok.dtype()) + " is not supported (fp32, fp16, bf16)");
+  }
+}
+
 }  // namespace
 
 void register_shape_index_kernels() {
@@ -353,6 +399,7 @@ void register_shape_index_kernels() {
   register_kernel("NonZero", k_nonzero);
   register_kernel("OneHot", k_onehot);
   register_kernel("ReverseSequence", k_reverse_sequence);
+  register_kernel("shardrt.PositionalEmbedding", k_positional_embedding);
 }
 
 }  // namespace shardrt::cpu::shape_k

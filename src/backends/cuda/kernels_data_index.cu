@@ -1,5 +1,6 @@
 // CUDA kernels that select or scatter by index: Gather, GatherElements, GatherND,
-// ScatterND, ScatterElements (and old Scatter), OneHot, ReverseSequence.
+// ScatterND, ScatterElements (and old Scatter), OneHot, ReverseSequence,
+// shardrt.PositionalEmbedding.
 // Indices live on the device, so a kernel cannot fail on a bad one without synchronising:
 // out-of-range indices read zeros (gathers) or are skipped (scatters). When the executor
 // also holds the indices on the host they are checked there first and fail naming the node,
@@ -572,6 +573,67 @@ void k_reverse_sequence(KernelCtx& c) {
   SHARDRT_CUDA_CHECK(cudaGetLastError());
 }
 
+// ---- shardrt.PositionalEmbedding ----
+
+// Y[r, e] = Tokens[Ids[r], e] + Positions[PastLens[r / S] + r % S, e], the sum rounded once;
+// a row outside its table reads zeros.
+template <class T, class Ix>
+__global__ void __launch_bounds__(kThreads)
+    positional_embedding_kernel(T* __restrict__ y, const Ix* __restrict__ ids, const int64_t* __restrict__ past,
+                                const T* __restrict__ tok, const T* __restrict__ pos, int64_t S, int64_t E, int64_t V,
+                                int64_t P, int64_t total) {
+  pdl_wait();
+  pdl_trigger();
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    const int64_t r = i / E, e = i - r * E, b = r / S;
+    const int64_t id = int64_t(ids[r]), p = past[b] + (r - b * S);
+    const float a = (id >= 0 && id < V) ? to_f(tok[id * E + e]) : 0.f;
+    const float q = (p >= 0 && p < P) ? to_f(pos[p * E + e]) : 0.f;
+    y[i] = from_f<T>(a + q);
+  }
+}
+
+void k_positional_embedding(KernelCtx& c) {
+  const DevTensor& ids = *c.in[0];
+  const DevTensor& past = *c.in[1];
+  const DevTensor& tok = *c.in[2];
+  const DevTensor& pos = *c.in[3];
+  DevTensor& y = *c.out[0];
+  if (ids.rank() != 2 || past.rank() != 1 || tok.rank() != 2 || pos.rank() != 2) c.fail("bad ranks");
+  const int64_t B = ids.dim(0), S = ids.dim(1), V = tok.dim(0), E = tok.dim(1), P = pos.dim(0);
+  if (past.numel() != B || past.dtype != DType::I64) c.fail("PastLens must be [B] int64");
+  if (pos.dim(1) != E || pos.dtype != tok.dtype) c.fail("Tokens and Positions must be [rows, E] of one dtype");
+  // With the indices on the host, fail on a bad one as the CPU kernel does.
+  const Tensor* hi = c.host_input(0);
+  const Tensor* hp = c.host_input(1);
+  if (hi && hp)
+    for (int64_t r = 0; r < B * S; ++r) {
+      const int64_t b = r / S, s = r % S, id = hi->get_i(r), p = hp->get_i(b) + s;
+      const std::string at = " at [" + std::to_string(b) + ", " + std::to_string(s) + "]";
+      if (id < 0 || id >= V) c.fail("token id " + std::to_string(id) + at + " is outside the " + std::to_string(V) + " rows of Tokens");
+      if (p < 0 || p >= P)
+        c.fail("position " + std::to_string(p) + at + " (PastLens[b] + s) is outside the " + std::to_string(P) + " rows of Positions");
+    }
+  const int64_t total = B * S * E;
+  if (total == 0) return;
+  auto run = [&](auto z) {
+    using T = decltype(z);
+    with_index(c, ids, [&](auto iz) {
+      using Ix = decltype(iz);
+      launch_pdl(positional_embedding_kernel<T, Ix>, grid_for(c, total), kThreads, 0, c.stream(),
+                 static_cast<T*>(y.data), ids.as<Ix>(), past.as<int64_t>(), static_cast<const T*>(tok.data),
+                 static_cast<const T*>(pos.data), S, E, V, P, total);
+    });
+  };
+  switch (tok.dtype) {
+    case DType::F32: run(float{}); break;
+    case DType::F16: run(__half{}); break;
+    case DType::BF16: run(__nv_bfloat16{}); break;
+    default: c.fail(std::string("dtype ") + dtype_name(tok.dtype) + " is not supported (fp32, fp16, bf16)");
+  }
+}
+
 }  // namespace
 
 void register_data_index_kernels() {
@@ -583,6 +645,7 @@ void register_data_index_kernels() {
   register_kernel("Scatter", k_scatter_elements);
   register_kernel("OneHot", k_onehot);
   register_kernel("ReverseSequence", k_reverse_sequence);
+  register_kernel("shardrt.PositionalEmbedding", k_positional_embedding);
 }
 
 }  // namespace shardrt::cuda::data

@@ -1,6 +1,7 @@
 // Shape rules of the ops that select, join or scatter along axes: Concat, Split, Slice,
 // Gather, GatherND, GatherElements, ScatterND, ScatterElements (and the old Scatter),
-// Compress, NonZero, OneHot, ReverseSequence.
+// Compress, NonZero, OneHot, ReverseSequence; and shardrt.PositionalEmbedding (two row
+// gathers and their sum).
 #include <algorithm>
 #include <limits>
 
@@ -263,6 +264,26 @@ void infer_reverse_sequence(InferCtx& c) {
 
 }  // namespace
 
+// shardrt.PositionalEmbedding(Ids, PastLens, Tokens, Positions) -> Y: a decoder's input
+// embedding with learned absolute positions (GPT-2's wte + wpe) in one op,
+//   Y[b, s, :] = Tokens[Ids[b, s], :] + Positions[PastLens[b] + s, :]
+// rounded once to the tables' dtype (what Gather, Gather and Add store). Ids [B, S] int64 or
+// int32, PastLens [B] int64, Tokens [V, E] and Positions [P, E] of one float dtype; Y [B, S, E].
+void infer_positional_embedding(InferCtx& c) {
+  check_index(c, 0, "Ids");
+  if (c.in_types[1] != DType::I64) c.fail(std::string("PastLens must be int64, got ") + dtype_name(c.in_types[1]));
+  const DType t = c.in_types[2];
+  if (t != DType::F32 && t != DType::F16 && t != DType::BF16)
+    c.fail(std::string("Tokens must be fp32, fp16 or bf16, got ") + dtype_name(t));
+  if (c.in_types[3] != t) c.fail("Tokens and Positions must have the same dtype");
+  if (c.rank(0) != 2) c.fail("Ids must be [B, S], got " + shape_str(c.in_shapes[0]));
+  if (c.rank(1) != 1) c.fail("PastLens must be [B], got " + shape_str(c.in_shapes[1]));
+  if (c.rank(2) != 2 || c.rank(3) != 2) c.fail("Tokens and Positions must be [rows, E]");
+  const Dim b = merge(c, c.in_shapes[0][0], c.in_shapes[1][0], "Ids' B and PastLens' B differ");
+  const Dim e = merge(c, c.in_shapes[2][1], c.in_shapes[3][1], "Tokens' and Positions' widths differ");
+  c.set(0, t, {b, c.in_shapes[0][1], e});
+}
+
 void register_shape_index_schemas() {
   add_schema("Concat", 1, 1 << 20, 1, 1, {"axis"}, infer_concat);
   add_schema("Split", 1, 2, 1, 1 << 20, {"axis", "num_outputs"}, infer_split, true);
@@ -278,6 +299,7 @@ void register_shape_index_schemas() {
   add_schema("NonZero", 1, 1, 1, 1, {}, infer_nonzero, true);
   add_schema("OneHot", 3, 3, 1, 1, {"axis"}, infer_onehot, true);
   add_schema("ReverseSequence", 2, 2, 1, 1, {"batch_axis", "time_axis"}, infer_reverse_sequence);
+  add_schema("shardrt.PositionalEmbedding", 4, 4, 1, 1, {}, infer_positional_embedding);
 }
 
 }  // namespace shardrt::shape_ops
