@@ -600,7 +600,8 @@ void k_positional_embedding(KernelCtx& c) {
   const DevTensor& tok = *c.in[2];
   const DevTensor& pos = *c.in[3];
   DevTensor& y = *c.out[0];
-  if (ids.rank() != 2 || past.rank() != 1 || tok.rank() != 2 || pos.rank() != 2) c.fail("bad ranks");
+  if (ids.rank() != 2 || past.rank() != 1 || tok.rank() != 2 || pos.rank() != 2)
+    c.fail("expected Ids [B, S], PastLens [B], Tokens [V, E] and Positions [P, E]");
   const int64_t B = ids.dim(0), S = ids.dim(1), V = tok.dim(0), E = tok.dim(1), P = pos.dim(0);
   if (past.numel() != B || past.dtype != DType::I64) c.fail("PastLens must be [B] int64");
   if (pos.dim(1) != E || pos.dtype != tok.dtype) c.fail("Tokens and Positions must be [rows, E] of one dtype");
