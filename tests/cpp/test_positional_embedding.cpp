@@ -7,29 +7,22 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
 #include "ir/graph.h"
 #include "ir/op_schema.h"
+#include "op_test_util.h"
 
 using namespace shardrt;
 
 namespace {
 
-Tensor rnd(DType t, Dims d, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(-2.f, 2.f);
-  Tensor f(DType::F32, d);
-  for (int64_t i = 0; i < f.numel(); ++i) f.data<float>()[i] = u(g);
-  return t == DType::F32 ? f : f.cast(t);
-}
+Tensor rnd(DType t, Dims d, unsigned seed) { return optest::random_tensor(t, std::move(d), -2, 2, seed); }
 
 Node node(const std::string& op, const std::string& name) {
-  Node n;
-  n.op = op;
+  Node n = optest::make_node(op);
   n.name = name;
   return n;
 }

@@ -5,26 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <random>
 #include <string>
 
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cuda/cuda_eval.h"
 #include "ir/graph.h"
+#include "../op_test_util.h"
 
 using namespace shardrt;
-
-namespace {
-
-Tensor rnd_pe(DType t, Dims d, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(-2.f, 2.f);
-  Tensor f(DType::F32, d);
-  for (int64_t i = 0; i < f.numel(); ++i) f.data<float>()[i] = u(g);
-  return t == DType::F32 ? f : f.cast(t);
-}
-
-}  // namespace
 
 TEST(CudaPositionalEmbedding, MatchesCpuBitForBit) {
   if (!shardrt::cuda::device_available()) GTEST_SKIP() << "no GPU";
@@ -34,7 +22,7 @@ TEST(CudaPositionalEmbedding, MatchesCpuBitForBit) {
   for (const Shape3& sh : {Shape3{1, 1, 50257, 1024, 768}, Shape3{2, 7, 50257, 1024, 768}, Shape3{3, 2, 33, 9, 5}})
     for (DType t : {DType::F32, DType::F16, DType::BF16})
       for (DType it : {DType::I64, DType::I32}) {
-        Tensor tok = rnd_pe(t, {sh.V, sh.E}, 1), pos = rnd_pe(t, {sh.P, sh.E}, 2);
+        Tensor tok = optest::random_tensor(t, {sh.V, sh.E}, -2, 2, 1), pos = optest::random_tensor(t, {sh.P, sh.E}, -2, 2, 2);
         Tensor ids64(DType::I64, {sh.B, sh.S});
         for (int64_t i = 0; i < ids64.numel(); ++i) ids64.data<int64_t>()[i] = (i * 7919 + 11) % sh.V;
         const Tensor ids = it == DType::I64 ? ids64 : ids64.cast(DType::I32);
