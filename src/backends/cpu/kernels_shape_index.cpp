@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "backends/cpu/kernels_shape_common.h"
+#include "ir/ops/ops.h"
 
 namespace shardrt::cpu::shape_k {
 
@@ -355,11 +356,8 @@ void k_positional_embedding(KernelCtx& c) {
   std::vector<int64_t> rows(size_t(2 * B * S));  // per (b, s): its token row, its position row
   for (int64_t b = 0; b < B; ++b)
     for (int64_t s = 0; s < S; ++s) {
-      const std::string at = " at [" + std::to_string(b) + ", " + std::to_string(s) + "]";
       const int64_t id = index_at(ids, b * S + s), p = past.data<int64_t>()[b] + s;
-      if (id < 0 || id >= V) c.fail("token id " + std::to_string(id) + at + " is outside the " + std::to_string(V) + " rows of Tokens");
-      if (p < 0 || p >= P)
-        c.fail("position " + std::to_string(p) + at + " (PastLens[b] + s) is outside the " + std::to_string(P) + " rows of Positions");
+      if (std::string e = positional_embedding_row_error(b, s, id, p, V, P); !e.empty()) c.fail(e);
       rows[size_t(2 * (b * S + s))] = id;
       rows[size_t(2 * (b * S + s) + 1)] = p;
     }

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "backends/cuda/kernels_data_common.h"
+#include "ir/ops/ops.h"
 
 namespace shardrt::cuda::data {
 
@@ -610,11 +611,8 @@ void k_positional_embedding(KernelCtx& c) {
   const Tensor* hp = c.host_input(1);
   if (hi && hp)
     for (int64_t r = 0; r < B * S; ++r) {
-      const int64_t b = r / S, s = r % S, id = hi->get_i(r), p = hp->get_i(b) + s;
-      const std::string at = " at [" + std::to_string(b) + ", " + std::to_string(s) + "]";
-      if (id < 0 || id >= V) c.fail("token id " + std::to_string(id) + at + " is outside the " + std::to_string(V) + " rows of Tokens");
-      if (p < 0 || p >= P)
-        c.fail("position " + std::to_string(p) + at + " (PastLens[b] + s) is outside the " + std::to_string(P) + " rows of Positions");
+      const int64_t b = r / S, s = r % S;
+      if (std::string e = positional_embedding_row_error(b, s, hi->get_i(r), hp->get_i(b) + s, V, P); !e.empty()) c.fail(e);
     }
   const int64_t total = B * S * E;
   if (total == 0) return;

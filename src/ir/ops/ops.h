@@ -28,6 +28,11 @@ Shape linear_output_shape(const InferCtx& c, size_t x, size_t w, size_t b);
 // ("" when fine; the message starts with the node's op).
 std::string linear_attr_error(const Node& n);
 
+// shardrt.PositionalEmbedding's check of row (b, s): its token id against Tokens' V rows and
+// its position PastLens[b] + s against Positions' P rows ("" when both are inside; the
+// message names the row and the value). The CPU kernel and the CUDA kernel's host check.
+std::string positional_embedding_row_error(int64_t b, int64_t s, int64_t id, int64_t p, int64_t V, int64_t P);
+
 // The KV cache bytes that the graph's shardrt.CachedAttention nodes hold per execution
 // context (2 caches of [max_batch, Hkv, max_seq, D] in QKV's dtype per node), and a line
 // describing them for inspect ("" when there are none).

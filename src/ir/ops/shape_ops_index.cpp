@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "ir/ops/ops.h"
 #include "ir/ops/shape_ops_common.h"
 
 namespace shardrt::shape_ops {
@@ -262,8 +263,6 @@ void infer_reverse_sequence(InferCtx& c) {
   c.set(0, c.in_types[0], c.in_shapes[0]);
 }
 
-}  // namespace
-
 // shardrt.PositionalEmbedding(Ids, PastLens, Tokens, Positions) -> Y: a decoder's input
 // embedding with learned absolute positions (GPT-2's wte + wpe) in one op,
 //   Y[b, s, :] = Tokens[Ids[b, s], :] + Positions[PastLens[b] + s, :]
@@ -284,6 +283,8 @@ void infer_positional_embedding(InferCtx& c) {
   c.set(0, t, {b, c.in_shapes[0][1], e});
 }
 
+}  // namespace
+
 void register_shape_index_schemas() {
   add_schema("Concat", 1, 1 << 20, 1, 1, {"axis"}, infer_concat);
   add_schema("Split", 1, 2, 1, 1 << 20, {"axis", "num_outputs"}, infer_split, true);
@@ -303,3 +304,15 @@ void register_shape_index_schemas() {
 }
 
 }  // namespace shardrt::shape_ops
+
+namespace shardrt {
+
+std::string positional_embedding_row_error(int64_t b, int64_t s, int64_t id, int64_t p, int64_t V, int64_t P) {
+  const std::string at = " at [" + std::to_string(b) + ", " + std::to_string(s) + "]";
+  if (id < 0 || id >= V) return "token id " + std::to_string(id) + at + " is outside the " + std::to_string(V) + " rows of Tokens";
+  if (p < 0 || p >= P)
+    return "position " + std::to_string(p) + at + " (PastLens[b] + s) is outside the " + std::to_string(P) + " rows of Positions";
+  return "";
+}
+
+}  // namespace shardrt
