@@ -8,7 +8,7 @@
 // stays in L1/L2). Sums are fp32: across the warp by shuffles, across the KS warps of a row
 // group through shared memory. The split of K (KS) is picked so that a warp's slice is about
 // one round of loads (the latency of a small GEMV is one memory round trip, not several);
-// R so that the grid still gives every SM a couple of blocks.
+// R so that the grid still gives every SM a block.
 //
 // Linear's activation "swiglu" (launch_gemv_swiglu): a warp's R rows are R/2 gate rows and
 // the up rows of the same outputs (W [2N, K] packs gate then up), so the thread that stores
@@ -22,9 +22,12 @@
 // statistics in every block costs less than the kernel boundary it saves.
 //
 // Launched with programmatic dependent launch (launch_pdl.h): the first round of weight
-// loads and the bias are issued before the wait for the previous kernel (weights are
-// constant; the launcher says whether W is one), so a GEMV's weight stream overlaps the tail
-// of the kernel before it.
+// loads is issued before the wait for the previous kernel (weights are constant; the
+// launcher says whether W is one), so a GEMV's weight stream overlaps the tail of the kernel
+// before it. The kernel lets the next one be scheduled first thing (pdl_trigger before its
+// loads, not after its wait): the next kernel's blocks then take the SM room this grid
+// leaves as soon as all of its blocks run, and issue their own weight loads a kernel
+// earlier. GPT-2's decode step (H100, bench/RESULTS.md): 0.289 ms instead of 0.298.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -282,13 +285,13 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(const T* __restric
       for (int r = 0; r < R; ++r) wv[u][r] = i < c1 ? load_stream(wr[r] + i) : make_uint4(0, 0, 0, 0);
     }
   };
-  // A constant weight is in flight before the previous kernel has finished; any other
-  // input is read only after the wait (from there on X, W and bias are complete and Y free
-  // to write).
+  // The next kernel may be scheduled from now on (see the top of the file). A constant
+  // weight is in flight before the previous kernel has finished; any other input is read
+  // only after the wait (from there on X, W and bias are complete and Y free to write).
+  pdl_trigger();
   if (w_const) load_w(c0);
   if (nrm.mode && nrm.params_const) prefetch_norm_params<T>(nrm, kv);
   pdl_wait();
-  pdl_trigger();
   if (!w_const) load_w(c0);
   const float ob = (ostore && bias) ? to_f(bias[on]) : 0.f;
   const float obu = (SW && ostore && bias) ? to_f(bias[N + on]) : 0.f;  // the up half's bias
@@ -407,9 +410,11 @@ int pick_ks(int64_t K) {
 }
 
 // Weight rows per warp: the most (4, 2, 1; swiglu 4 or 2, a gate/up pair per output) that
-// still give the grid two blocks per SM. `rows`: weight rows in all (2N with swiglu).
+// still give the grid a block per SM (more rows a warp, more loads in flight; on an H100
+// GPT-2's decode step took 0.287 ms against 0.293 with two blocks per SM and 0.294 with
+// three, bench/RESULTS.md). `rows`: weight rows in all (2N with swiglu).
 int pick_r(int64_t rows, int ks, bool sw) {
-  const int64_t want = 2 * int64_t(sm_count());
+  const int64_t want = int64_t(sm_count());
   const int64_t rg = kWarps / ks;
   const int rmin = sw ? 2 : 1;
   int r = 4;

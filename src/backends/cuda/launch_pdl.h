@@ -6,8 +6,10 @@
 // The contract of a kernel launched this way:
 //   - before pdl_wait() it touches nothing an earlier kernel produces or reads (only data
 //     that no kernel writes, such as weights, may be read before it);
-//   - it may call pdl_trigger() once it has issued its reads of its inputs: the next
-//     kernel (if it too was launched with the attribute) may then be scheduled.
+//   - it calls pdl_trigger() to let the next kernel (if it too was launched with the
+//     attribute) be scheduled once every block of this one has called it. Where is a matter
+//     of speed only: the next kernel's pdl_wait() still waits for this one to complete. Most
+//     kernels call it right after pdl_wait(); the decode GEMV (gemv.cu) first thing.
 // Both are no-ops in a kernel launched without the attribute. SHARDRT_PDL=0 launches
 // everything without it (for comparison and as a way out).
 #pragma once

@@ -169,7 +169,7 @@ TEST(CudaGemm, LinearDecodeRowsGemv) {
 
 // The GEMV's shape choices (gemv.cu): K split over 1, 2, 4 or 8 warps of a block (a warp
 // takes at most one round of 32·U vectors of a row: U = 4 with one X row, 2 with more) and
-// 1, 2 or 4 weight rows per warp (fewer when the grid would give the SMs under two blocks
+// 1, 2 or 4 weight rows per warp (fewer when the grid would give the SMs under one block
 // each), with partial blocks at the end of N, a ragged last slice of K and slices of
 // several rounds. Llama-like widths: K = 4096 (4 warps), 14336 + 8 (8 warps, two
 // rounds each), N large enough for 4 rows a warp. Same tolerances as above (fp32 sums of K
@@ -179,6 +179,7 @@ TEST(CudaGemm, LinearDecodeGemvSplitsAndRowsPerWarp) {
   const std::vector<LinCase> cases = {
       {{1, 64}, 8500},      // K in one warp, 4 rows a warp, last block partial
       {{1, 4096}, 2200},    // 4 warps over K, 4 rows a warp
+      {{1, 768}, 2304},     // GPT-2's QKV: 2 rows a warp (fp16 / bf16); fp32 2 warps over K, 4 rows
       {{1, 14344}, 37},     // 8 warps over K, 1793 fp16 vectors: two rounds, a ragged last warp
       {{3, 520}, 5000},     // 3 rows of X through the 4-row kernel, 2 warps over K, 4 rows a warp
       {{2, 1, 3072}, 1531}, // 2 rows, 8 warps over K with U = 2

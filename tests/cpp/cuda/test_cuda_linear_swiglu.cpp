@@ -107,7 +107,7 @@ TEST(CudaLinearSwiglu, DecodeRowsAndGemmPath) {
 
 // The GEMV's choices with swiglu (gemv.cu): K split over 1, 2, 4 or 8 warps (a warp takes at
 // most one round of 32·U vectors of a row: U = 4 with one X row, 2 with more) and 2 or 4
-// weight rows per warp (one or two gate/up pairs; 4 once 2N rows still give two blocks per
+// weight rows per warp (one or two gate/up pairs; 4 once 2N rows still give a block per
 // SM), partial last blocks, a ragged last K slice and slices of two rounds. Llama-8B's shape
 // at tp 2 (N = 7168, K = 4096) is among them.
 TEST(CudaLinearSwiglu, GemvSplitsAndRowsPerWarp) {
@@ -116,7 +116,7 @@ TEST(CudaLinearSwiglu, GemvSplitsAndRowsPerWarp) {
       {{1, 64}, 5000},     // K in one warp, two pairs a warp, last block partial
       {{1, 64}, 37},       // K in one warp, one pair a warp
       {{1, 4096}, 7168},   // 4 warps over K (fp16/bf16), two pairs a warp
-      {{2, 4096}, 400},    // 8 warps over K with U = 2, one pair a warp
+      {{2, 4096}, 400},    // 8 warps over K with U = 2, two pairs a warp
       {{1, 14344}, 37},    // 8 warps over K, 1793 fp16 vectors: two rounds, a ragged last warp
       {{3, 520}, 2500},    // 3 rows through the 4-row kernel, 2 warps over K
       {{4, 8}, 30001},     // a single fp16 vector per row, many blocks
