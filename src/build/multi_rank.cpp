@@ -146,11 +146,12 @@ void fuse_for_sharding(Graph& g, const BuildConfig& c) {
   PipelineOptions po;
   po.optimize = c.optimize;
   po.disabled_passes = c.disabled_passes;
-  // The residual Add + norm and norm + Linear fusions wait until after sharding (the
-  // per-rank build runs the pipeline again): the sharding rules know LayerNormalization,
-  // RMSNorm and Linear, not the fused ops.
+  // The residual Add + norm, norm + Linear and attention + Linear fusions wait until after
+  // sharding (the per-rank build runs the pipeline again): the sharding rules know
+  // LayerNormalization, RMSNorm and Linear, not the fused ops.
   po.disabled_passes.push_back("fuse_add_norm");
   po.disabled_passes.push_back("fuse_norm_linear");
+  po.disabled_passes.push_back("fuse_attention_linear");
   PassManager pm = default_pipeline(po);
   pm.run(g);
   g.sort();

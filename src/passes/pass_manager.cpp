@@ -144,7 +144,7 @@ PassManager default_pipeline(const PipelineOptions& opts) {
   pm.stage("cleanup");
   if (opts.optimize) pm.add(make_constant_fold_pass(opts.fold_size_cap)).add(make_cse_pass());
   pm.add(make_dce_pass());
-  if (opts.optimize) pm.stage("late").add(make_fuse_norm_linear_pass());
+  if (opts.optimize) pm.stage("late").add(make_fuse_norm_linear_pass()).add(make_fuse_attention_linear_pass());
   return pm;
 }
 

@@ -69,7 +69,8 @@ class PassManager {
 // The standard pipeline:
 //   canonicalize/fold (constant_fold) → cleanup (dce, cse) → fusions → autocast (when
 //   requested) → cleanups (constant_fold of the casts of weights, dce, cse) → the late
-//   fusion of norms into the Linear that reads them (fuse_norm_linear, dtypes final).
+//   fusions of norms into the Linear that reads them (fuse_norm_linear) and of a cached
+//   attention's output projection into it (fuse_attention_linear), dtypes final.
 PassManager default_pipeline(const PipelineOptions& opts);
 
 // Factories of the general passes (passes/*.cpp).
@@ -91,5 +92,6 @@ PassPtr make_fuse_add_norm_pass();   // Add + LayerNormalization/RMSNorm → sha
 // ---- end of norm/attention/rotary factories ----
 PassPtr make_fuse_collectives_pass();  // shardrt.XStart + shardrt.Wait (sole user) → shardrt.X
 PassPtr make_fuse_norm_linear_pass();  // norm + the Linear that reads it → shardrt.NormLinear (after autocast)
+PassPtr make_fuse_attention_linear_pass();  // CachedAttention + its output projection's Linear → one CachedAttention
 
 }  // namespace shardrt

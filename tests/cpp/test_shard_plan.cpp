@@ -153,7 +153,7 @@ Engine build_rank(const std::function<Graph()>& make, const dist::ShardingPlan& 
   // As the tensor-parallel build does (build/multi_rank.cpp): the fusions into ops that the
   // sharding rules do not know wait until after sharding.
   PipelineOptions po;
-  po.disabled_passes = {"fuse_add_norm", "fuse_norm_linear"};
+  po.disabled_passes = {"fuse_add_norm", "fuse_norm_linear", "fuse_attention_linear"};
   PassManager pm = default_pipeline(po);
   pm.run(g);
   g.sort();

@@ -6,6 +6,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <typeindex>
+#include <utility>
 #include <vector>
 
 #include "ir/graph.h"
@@ -24,13 +26,14 @@ class NodeStates {
  public:
   template <class T>
   T& get(const Node& n, const std::function<std::shared_ptr<T>()>& make) {
-    auto& p = state_[&n];
+    auto& p = state_[{&n, std::type_index(typeid(T))}];
     if (!p) p = make();
     return *static_cast<T*>(p.get());
   }
 
  private:
-  std::map<const Node*, std::shared_ptr<void>> state_;
+  // Per (node, state type): a fused node runs the kernels of the ops it fused, each with its own state.
+  std::map<std::pair<const Node*, std::type_index>, std::shared_ptr<void>> state_;
 };
 
 struct KernelCtx {

@@ -1,7 +1,8 @@
 // CPU kernel of shardrt.CachedAttention (definition in docs/ops.md): the node's K and V
 // caches live in the execution context's NodeStates; a run first writes every token's k
 // (rotated) and v at its position, then every token's query attends over its row's cache
-// positions 0..p in fp32.
+// positions 0..p in fp32. With an output projection (inputs W, [B]) the attention goes to
+// the second output and the registered shardrt.Linear kernel projects it into the first.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -44,7 +45,7 @@ void rotate(float* x, int64_t p, const float* inv_freq, int64_t nf, bool interle
   }
 }
 
-void cached_attention_kernel(KernelCtx& c) {
+void attention(KernelCtx& c, Tensor& y) {
   if (!c.state) c.fail("needs an execution context (it keeps a KV cache)");
   std::string err;
   const CachedAttentionAttrs a = CachedAttentionAttrs::read(c.node, err);
@@ -52,7 +53,6 @@ void cached_attention_kernel(KernelCtx& c) {
   const Tensor& qkv = *c.input(0);
   const Tensor& past = *c.input(1);
   const Tensor* inv = c.input(2);
-  Tensor& y = *c.out[0];
   const DType t = qkv.dtype();
   if (t != DType::F32 && t != DType::F16 && t != DType::BF16) c.fail(std::string("unsupported type ") + dtype_name(t));
   const int64_t Hq = a.num_heads, Hkv = a.num_kv_heads, D = a.head_dim, group = Hq / Hkv;
@@ -173,6 +173,20 @@ void cached_attention_kernel(KernelCtx& c) {
       store_row(t, y.raw(), bs * Hq * D + h * D, D, acc.data());
     }
   });
+}
+
+void cached_attention_kernel(KernelCtx& c) {
+  if (!c.input(3)) {
+    attention(c, *c.out[0]);
+    return;
+  }
+  if (c.out.size() < 2 || !c.out[1]) c.fail("with an output projection (W) the second output (the attention) is required");
+  attention(c, *c.out[1]);
+  const Kernel* lin = find_kernel("shardrt.Linear");
+  if (!lin) c.fail("internal: no CPU kernel for shardrt.Linear");
+  // shardrt.Linear reads trans_b (and activation: none) from this node.
+  KernelCtx lc{c.node, {c.out[1], c.input(3), c.input(4)}, {c.out[0]}, c.comm, c.state};
+  (*lin)(lc);
 }
 
 }  // namespace

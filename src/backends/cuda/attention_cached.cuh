@@ -74,14 +74,23 @@ struct DecodePlan {
   size_t smem = 0;  // dynamic shared memory per CTA; 0: no plan fits the GPU
   size_t ws_floats = 0;  // workspace (partials) in floats
   int64_t counters = 0;  // completion counters needed (one per (row, kv head, tile))
+  int defer = 0;    // 1: every CTA leaves its partial in the workspace and nobody merges
+                    // (the output projection's GEMV merges them: plan_decode_deferred)
 };
 DecodePlan plan_decode(const Params& p, DType t, const cudaDeviceProp& props);
+// A plan whose merge is left to the consumer (the output projection's GEMV prologue,
+// gemv.h's GemvAttnMerge): one key tile per split (ceil(max_seq / 64) splits, at most
+// kMaxDeferSplits), one query tile, no cluster. smem = 0 when the shapes do not suit it
+// (S > 1, more q heads per kv head than a tile holds, too many splits).
+inline constexpr int kMaxDeferSplits = 16;
+DecodePlan plan_decode_deferred(const Params& p, DType t, const cudaDeviceProp& props);
 // fused = 1: keys at positions >= PastLens[b] are taken (rotated) from QKV and this launch
 // also writes the caches (one launch per decode step); fused = 0: launch_prep already
 // wrote the caches and every key is read from them. past_settled: PastLens is written by no
 // kernel of this run (a graph input or a constant), so that (with fused = 1) it and the
 // cache rows below it may be read before the PDL wait. `counters` must be zero (they are
-// left zero); `ws` holds plan.ws_floats floats.
+// left zero; unused with plan.defer); `ws` holds plan.ws_floats floats, the partials first
+// ([units · nsplit · qt, dp] accumulators, then [units · nsplit · qt, 2] (max, sum)).
 void launch_decode(const Params& p, DType t, const DecodePlan& plan, int fused, bool past_settled, float* ws,
                    int* counters, cudaStream_t s);
 

@@ -14,6 +14,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <typeindex>
+#include <utility>
 #include <vector>
 
 #include "ir/graph.h"
@@ -69,10 +71,11 @@ class Resources {
   bool capturing() const { return capturing_; }
   void set_capturing(bool c) { capturing_ = c; }
 
-  // Per-node state, created by `make` on first request and kept for the context's life.
+  // Per-node state (one per node and state type), created by `make` on first request and
+  // kept for the context's life.
   template <class T>
   T& node_state(const Node& n, const std::function<std::shared_ptr<T>()>& make) {
-    auto& p = state_[&n];
+    auto& p = state_[{&n, std::type_index(typeid(T))}];
     if (!p) p = make();
     return *static_cast<T*>(p.get());
   }
@@ -98,7 +101,8 @@ class Resources {
   void* ws_ = nullptr;
   size_t ws_bytes_ = 0;
   bool capturing_ = false;
-  std::map<const Node*, std::shared_ptr<void>> state_;
+  // Per (node, state type): a fused node runs the kernels of the ops it fused, each with its own state.
+  std::map<std::pair<const Node*, std::type_index>, std::shared_ptr<void>> state_;
   std::vector<void*> persistent_;
   std::map<const Node*, std::map<std::string, std::string>> tactics_;
 };

@@ -21,6 +21,15 @@
 // op's Sum and Normed outputs). A row of a decode step is a few KB, so recomputing its
 // statistics in every block costs less than the kernel boundary it saves.
 //
+// The attention-merge prologue (shardrt.CachedAttention's output projection,
+// launch_gemv_attn_merge; the AM kernels, one X row): X is the attention's output, which the
+// decode attention kernel left as split-K partials. Every block merges them into X's row in
+// shared memory (the softmax merge in fp32, rounded to the dtype as the attention kernel
+// stores its output) and block 0 stores that row. The attention kernel then needs no
+// completion counter and no merging CTA: on an H100 GPT-2's attention went from 8.4 to 4.8 µs
+// of a decode step's critical path and its out-projection GEMV from 1.6 to 4.4 µs
+// (bench/RESULTS.md, run of 19:15).
+//
 // Launched with programmatic dependent launch (launch_pdl.h): the first round of weight
 // loads is issued before the wait for the previous kernel (weights are constant; the
 // launcher says whether W is one), so a GEMV's weight stream overlaps the tail of the kernel
@@ -231,6 +240,123 @@ __device__ void norm_prologue(const T* x, const NormArgs& a, int M, int64_t kv, 
   __syncthreads();
 }
 
+// The attention-merge prologue's arguments (AM kernels; see GemvAttnMerge in gemv.h).
+struct MergeArgs {
+  const float* acc = nullptr;
+  const float* ml = nullptr;
+  void* attn = nullptr;
+  int nsplit = 0, hq = 0, hkv = 0, qt = 1, d = 0;
+};
+
+// Shared memory of the attention-merge prologue after X's row: one float2 per (head, split).
+__host__ __device__ inline size_t merge_ml_offset(int64_t K, size_t es) { return (size_t(K) * es + 15) / 16 * 16; }
+
+// Forms X's one row (hq heads of d features) in shared memory `xs` from the attention's
+// partials. Item (head h, 8-feature chunk c) is summed by `tpi` neighbouring lanes, each over
+// every tpi-th split. Each lane's first accumulator reads (up to 8 splits) are issued first;
+// meanwhile the block reads every (head, split)'s (max, sum) once into shared memory and turns
+// them into the splits' weights 2^(m - M) / L (M the head's max, L its total sum); then the
+// lanes sum weight · accumulator and combine by shuffles. Block 0 also stores the row.
+template <class T>
+__device__ void merge_prologue(const MergeArgs& a, int64_t K, uint4* xs_raw) {
+  constexpr int IF = 8;  // splits' reads in flight per lane
+  T* xs = reinterpret_cast<T*>(xs_raw);
+  float2* sw = reinterpret_cast<float2*>(reinterpret_cast<unsigned char*>(xs_raw) + merge_ml_offset(K, sizeof(T)));
+  const float kNegInf = -__int_as_float(0x7f800000);
+  const int ch = a.d / 8, items = a.hq * ch, nsp = a.nsplit, g = a.hq / a.hkv;
+  const int nt = int(blockDim.x), tid = int(threadIdx.x);
+  int tpi = 1;
+  while (tpi < nsp && tpi < 32 && tpi * 2 * items <= nt) tpi *= 2;
+  const int sub = tid % tpi;
+  auto acc_row = [&](int h, int sp) { return int64_t(h / g) * nsp * a.qt + int64_t(sp) * a.qt + h % g; };
+  // The first round's accumulators, in flight during the (max, sum) pass below.
+  float4 x0[IF], x1[IF];
+  {
+    const int i = tid / tpi;
+    const bool valid = i < items;
+    const int h = valid ? i / ch : 0, c = valid ? i % ch : 0;
+#pragma unroll
+    for (int u = 0; u < IF; ++u) {
+      const int sp = sub + u * tpi;
+      if (valid && sp < nsp) {
+        const float4* src = reinterpret_cast<const float4*>(a.acc + acc_row(h, sp) * a.d + c * 8);
+        x0[u] = __ldcg(src);
+        x1[u] = __ldcg(src + 1);
+      }
+    }
+  }
+  for (int p = tid; p < a.hq * nsp; p += nt) {
+    const int64_t row = acc_row(p / nsp, p % nsp);
+    sw[p] = make_float2(__ldcg(a.ml + row * 2), __ldcg(a.ml + row * 2 + 1));
+  }
+  __syncthreads();
+  // A warp per head, a lane per split (at most 32: gemv_attn_merge_applies).
+  const int lane = tid & 31;
+  for (int h = tid >> 5; h < a.hq; h += nt >> 5) {
+    float2* w = sw + int64_t(h) * nsp;
+    const float m = lane < nsp ? w[lane].x : kNegInf;
+    float M = m;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+    const float e = m == kNegInf ? 0.f : exp2f(m - M);  // empty splits (max -inf) weigh nothing
+    float L = lane < nsp ? w[lane].y * e : 0.f;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) L += __shfl_xor_sync(0xffffffffu, L, off);
+    const float inv = L > 0.f ? 1.f / L : 0.f;  // a row that saw nothing gives zeros
+    if (lane < nsp) w[lane].x = e * inv;
+  }
+  __syncthreads();
+  for (int base = 0; base < items; base += nt / tpi) {  // the same trip count in every thread
+    const int i = base + tid / tpi;
+    const bool valid = i < items;
+    const int h = valid ? i / ch : 0, c = valid ? i % ch : 0;
+    float o[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (valid) {
+      for (int sp0 = sub; sp0 < nsp; sp0 += IF * tpi) {
+        if (base != 0 || sp0 != sub) {  // later rounds load now
+#pragma unroll
+          for (int u = 0; u < IF; ++u) {
+            const int sp = sp0 + u * tpi;
+            if (sp < nsp) {
+              const float4* src = reinterpret_cast<const float4*>(a.acc + acc_row(h, sp) * a.d + c * 8);
+              x0[u] = __ldcg(src);
+              x1[u] = __ldcg(src + 1);
+            }
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < IF; ++u) {
+          const int sp = sp0 + u * tpi;
+          if (sp < nsp) {
+            const float w = sw[int64_t(h) * nsp + sp].x;
+            o[0] = fmaf(w, x0[u].x, o[0]); o[1] = fmaf(w, x0[u].y, o[1]);
+            o[2] = fmaf(w, x0[u].z, o[2]); o[3] = fmaf(w, x0[u].w, o[3]);
+            o[4] = fmaf(w, x1[u].x, o[4]); o[5] = fmaf(w, x1[u].y, o[5]);
+            o[6] = fmaf(w, x1[u].z, o[6]); o[7] = fmaf(w, x1[u].w, o[7]);
+          }
+        }
+      }
+    }
+    for (int off = tpi / 2; off > 0; off >>= 1)
+#pragma unroll
+      for (int k = 0; k < 8; ++k) o[k] += __shfl_xor_sync(0xffffffffu, o[k], off);
+    if (!valid || sub != 0) continue;
+    // 8 values of T: one 16-byte store (two for fp32) into X's row and, in block 0, the output.
+    constexpr int E = kVecElems<T>, NV = 8 / E;
+    const int64_t off = int64_t(h) * a.d + c * 8;
+#pragma unroll
+    for (int q = 0; q < NV; ++q) {
+      float f[E];
+#pragma unroll
+      for (int k = 0; k < E; ++k) f[k] = o[q * E + k];
+      const uint4 u = pack<T>(f);
+      *reinterpret_cast<uint4*>(xs + off + q * E) = u;
+      if (blockIdx.x == 0) *reinterpret_cast<uint4*>(static_cast<T*>(a.attn) + off + q * E) = u;
+    }
+  }
+  __syncthreads();
+}
+
 // Vectors per lane and weight row in flight: fewer with 4 X rows (their vectors take registers too).
 template <int MM> constexpr int unroll_for() { return MM == 1 ? 4 : 2; }
 
@@ -239,10 +365,13 @@ template <int MM> constexpr int unroll_for() { return MM == 1 ? 4 : 2; }
 // rows; a warp's R rows are P = R/2 gate rows j and the up rows N + j of the same outputs,
 // and output j is silu(gate_j + bias_j) · (up_j + bias_{N+j}) (bias [2N]). Otherwise P = R
 // outputs, one per weight row.
-template <class T, int MM, int R, int KS, bool SW>
+// AM: X's one row comes from the attention-merge prologue (MM 1, no norm).
+template <class T, int MM, int R, int KS, bool SW, bool AM>
 __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                                             const T* __restrict__ bias, T* __restrict__ y, int64_t N,
-                                                            int64_t K, int M, int act, int w_const, NormArgs nrm) {
+                                                            int64_t K, int M, int act, int w_const, NormArgs nrm,
+                                                            MergeArgs mrg) {
+  static_assert(!AM || MM == 1, "the attention-merge prologue forms one row");
   static_assert(!SW || R % 2 == 0, "swiglu pairs a gate row with an up row");
   constexpr int RG = kWarps / KS;
   constexpr int P = SW ? R / 2 : R;  // outputs per warp
@@ -299,8 +428,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(const T* __restric
   // X's rows: from global memory, or (norm prologue) formed in shared memory first.
   extern __shared__ __align__(16) unsigned char xs_raw[];
   uint4* xs = reinterpret_cast<uint4*>(xs_raw);
-  if (nrm.mode) norm_prologue<T, MM>(x, nrm, M, kv, K, xs);
-  const bool from_smem = nrm.mode != 0;
+  if constexpr (AM) merge_prologue<T>(mrg, K, xs);
+  else if (nrm.mode) norm_prologue<T, MM>(x, nrm, M, kv, K, xs);
+  const bool from_smem = AM || nrm.mode != 0;
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   for (int64_t b0 = c0; b0 < c1; b0 += 32 * U) {  // warp-uniform rounds
     if (b0 != c0) load_w(b0);
@@ -373,28 +503,28 @@ int sm_count() {
   return cached[dev];
 }
 
-// Dynamic shared memory of the norm prologue: X's M rows in the dtype.
-size_t prologue_bytes(const NormArgs& nrm, int64_t M, int64_t K, size_t es) {
-  return nrm.mode ? size_t(M * K) * es : 0;
-}
+// Dynamic shared memory of the norm or attention-merge prologue: X's M rows in the dtype.
+size_t prologue_bytes(bool prologue, int64_t M, int64_t K, size_t es) { return prologue ? size_t(M * K) * es : 0; }
 
-template <class T, int MM, int R, int KS, bool SW>
+template <class T, int MM, int R, int KS, bool SW, bool AM>
 void launch_shape(int64_t M, int64_t N, int64_t K, const T* x, const T* w, const T* b, int act, T* y, int wc,
-                  const NormArgs& nrm, cudaStream_t s) {
+                  const NormArgs& nrm, const MergeArgs& mrg, cudaStream_t s) {
   const int64_t outs_per_block = int64_t(kWarps / KS) * (SW ? R / 2 : R);
   const unsigned blocks = unsigned((N + outs_per_block - 1) / outs_per_block);
-  launch_pdl(gemv_kernel<T, MM, R, KS, SW>, dim3(blocks), dim3(kWarps * 32), prologue_bytes(nrm, M, K, sizeof(T)), s,
-             x, w, b, y, N, K, int(M), act, wc, nrm);
+  const size_t smem = AM ? merge_ml_offset(K, sizeof(T)) + size_t(mrg.hq) * mrg.nsplit * sizeof(float2)
+                        : prologue_bytes(nrm.mode != 0, M, K, sizeof(T));
+  launch_pdl(gemv_kernel<T, MM, R, KS, SW, AM>, dim3(blocks), dim3(kWarps * 32), smem, s, x, w, b, y, N, K, int(M), act,
+             wc, nrm, mrg);
 }
 
-template <class T, int MM, int R, bool SW>
+template <class T, int MM, int R, bool SW, bool AM>
 void launch_ks(int ks, int64_t M, int64_t N, int64_t K, const T* x, const T* w, const T* b, int act, T* y, int wc,
-               const NormArgs& nrm, cudaStream_t s) {
+               const NormArgs& nrm, const MergeArgs& mrg, cudaStream_t s) {
   switch (ks) {
-    case 1: launch_shape<T, MM, R, 1, SW>(M, N, K, x, w, b, act, y, wc, nrm, s); break;
-    case 2: launch_shape<T, MM, R, 2, SW>(M, N, K, x, w, b, act, y, wc, nrm, s); break;
-    case 4: launch_shape<T, MM, R, 4, SW>(M, N, K, x, w, b, act, y, wc, nrm, s); break;
-    default: launch_shape<T, MM, R, 8, SW>(M, N, K, x, w, b, act, y, wc, nrm, s); break;
+    case 1: launch_shape<T, MM, R, 1, SW, AM>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
+    case 2: launch_shape<T, MM, R, 2, SW, AM>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
+    case 4: launch_shape<T, MM, R, 4, SW, AM>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
+    default: launch_shape<T, MM, R, 8, SW, AM>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
   }
 }
 
@@ -422,9 +552,9 @@ int pick_r(int64_t rows, int ks, bool sw) {
   return r;
 }
 
-template <class T, int MM>
+template <class T, int MM, bool AM = false>
 void launch_mm(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act, void* y,
-               int wc, const NormArgs& nrm, cudaStream_t s) {
+               int wc, const NormArgs& nrm, cudaStream_t s, const MergeArgs& mrg = MergeArgs{}) {
   const int ks = pick_ks<T, MM>(K);
   const int r = pick_r(N, ks, false);
   const T* xp = static_cast<const T*>(x);
@@ -432,9 +562,9 @@ void launch_mm(int64_t M, int64_t N, int64_t K, const void* x, const void* w, co
   const T* bp = static_cast<const T*>(bias);
   T* yp = static_cast<T*>(y);
   switch (r) {
-    case 4: launch_ks<T, MM, 4, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, s); break;
-    case 2: launch_ks<T, MM, 2, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, s); break;
-    default: launch_ks<T, MM, 1, false>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, s); break;
+    case 4: launch_ks<T, MM, 4, false, AM>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, mrg, s); break;
+    case 2: launch_ks<T, MM, 2, false, AM>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, mrg, s); break;
+    default: launch_ks<T, MM, 1, false, AM>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, mrg, s); break;
   }
 }
 
@@ -448,8 +578,8 @@ void launch_mm_swiglu(int64_t M, int64_t N, int64_t K, const void* x, const void
   const T* wp = static_cast<const T*>(w);
   const T* bp = static_cast<const T*>(bias);
   T* yp = static_cast<T*>(y);
-  if (r == 4) launch_ks<T, MM, 4, true>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, nrm, s);
-  else launch_ks<T, MM, 2, true>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, nrm, s);
+  if (r == 4) launch_ks<T, MM, 4, true, false>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, nrm, MergeArgs{}, s);
+  else launch_ks<T, MM, 2, true, false>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, nrm, MergeArgs{}, s);
 }
 
 template <class T>
@@ -488,7 +618,7 @@ bool launch_any(DType t, int64_t M, int64_t N, int64_t K, const void* x, const v
   if (N > INT32_MAX) return false;  // grid size (at least one output per block)
   if (nrm.mode) {
     // The prologue's rows fit the default 48 KiB of shared memory; its vectors are aligned.
-    if (prologue_bytes(nrm, M, K, size_t(es)) > kGemvNormMaxBytes) return false;
+    if (prologue_bytes(true, M, K, size_t(es)) > kGemvNormMaxBytes) return false;
     for (const void* p : {nrm.res, nrm.scale, nrm.shift, static_cast<const void*>(nrm.sum),
                           static_cast<const void*>(nrm.normed)})
       if (p && !aligned16(p)) return false;
@@ -512,6 +642,41 @@ bool launch_gemv(DType t, int64_t M, int64_t N, int64_t K, const void* x, const 
 bool launch_gemv_swiglu(DType t, int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias,
                         void* y, bool w_const, cudaStream_t s) {
   return launch_any(t, M, N, K, x, w, bias, Act::Silu, y, w_const, true, NormArgs{}, s);
+}
+
+bool gemv_attn_merge_applies(DType t, int64_t M, int64_t N, int64_t K, const GemvAttnMerge& m, const void* w) {
+  if (!gemv_enabled() || M != 1 || N < 1 || N > INT32_MAX || K < 1) return false;
+  if (t != DType::F32 && t != DType::F16 && t != DType::BF16) return false;
+  const int64_t es = int64_t(dtype_size(t));
+  if ((K * es) % 16 != 0 || !aligned16(w) || !m.acc || !m.ml || !m.attn) return false;
+  if (m.d < 8 || m.d % 8 != 0 || m.hq < 1 || m.hkv < 1 || m.hq % m.hkv != 0 || m.nsplit < 1 || m.qt < m.hq / m.hkv)
+    return false;
+  if (int64_t(m.hq) * m.d != K || m.nsplit > 32 ||
+      merge_ml_offset(K, size_t(es)) + size_t(m.hq) * m.nsplit * sizeof(float2) > kGemvNormMaxBytes)
+    return false;  // 32: a warp's lanes take a head's splits
+  // 16-byte partial rows and attention output (8 features of the dtype: 16 bytes and up).
+  return aligned16(m.acc) && aligned16(m.attn) && (reinterpret_cast<uintptr_t>(m.ml) & 7) == 0;
+}
+
+bool launch_gemv_attn_merge(DType t, int64_t M, int64_t N, int64_t K, const GemvAttnMerge& m, const void* w,
+                            const void* bias, void* y, bool w_const, cudaStream_t s) {
+  if (!gemv_attn_merge_applies(t, M, N, K, m, w)) return false;
+  MergeArgs a;
+  a.acc = m.acc;
+  a.ml = m.ml;
+  a.attn = m.attn;
+  a.nsplit = m.nsplit;
+  a.hq = m.hq;
+  a.hkv = m.hkv;
+  a.qt = m.qt;
+  a.d = m.d;
+  const int wc = w_const ? 1 : 0;
+  switch (t) {
+    case DType::F32: launch_mm<float, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, a); break;
+    case DType::F16: launch_mm<__half, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, a); break;
+    default: launch_mm<__nv_bfloat16, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, a); break;
+  }
+  return true;
 }
 
 bool launch_gemv_norm(DType t, int64_t M, int64_t N, int64_t K, const void* x, const GemvNorm& norm, const void* w,

@@ -43,6 +43,25 @@ struct GemvNorm {
 bool launch_gemv_norm(DType t, int64_t M, int64_t N, int64_t K, const void* x, const GemvNorm& norm, const void* w,
                       const void* bias, Act act, bool swiglu, void* y, bool w_const, cudaStream_t s);
 
+// shardrt.CachedAttention's output projection on the decode path: X is the attention's
+// output, which the GEMV's prologue forms itself from the split partials that the attention
+// decode kernel left in its workspace (kernels_attention_cached_decode.cu, plan `defer`):
+// every block merges them into X's row in shared memory (softmax merge in fp32, rounded to
+// the dtype as the attention's output is stored) and block 0 also stores that row to `attn`.
+// One row (M = 1, S = 1): head h's partial of split s is row (h / G)·nsplit·qt + s·qt + h % G
+// (one query tile of qt >= G rows per kv head); at most 32 splits; no activation.
+// gemv_attn_merge_applies says whether launch_gemv_attn_merge takes the case (ask before
+// launching the deferred attention: nobody else would merge its partials).
+struct GemvAttnMerge {
+  const float* acc = nullptr;  // [Hkv · nsplit · qt, D]: unnormalised partial outputs
+  const float* ml = nullptr;   // [Hkv · nsplit · qt, 2]: row max (exp2 domain; -inf: no key), row sum
+  void* attn = nullptr;        // [1, Hq · D] in the dtype: block 0 stores the merged row
+  int nsplit = 0, hq = 0, hkv = 0, qt = 1, d = 0;
+};
+bool gemv_attn_merge_applies(DType t, int64_t M, int64_t N, int64_t K, const GemvAttnMerge& m, const void* w);
+bool launch_gemv_attn_merge(DType t, int64_t M, int64_t N, int64_t K, const GemvAttnMerge& m, const void* w,
+                            const void* bias, void* y, bool w_const, cudaStream_t s);
+
 // Registers the CUDA kernel of shardrt.NormLinear (kernels_norm_linear.cpp).
 void register_norm_linear_kernel();
 

@@ -14,6 +14,12 @@
 //   cache), run attn::launch_flash with causal offset P, and permute the output back.
 // - Otherwise (fp32 prefill, rows of different lengths): prep kernel, then the split-K
 //   kernel reading every key from the cache. Correct for every case, not tuned for long S.
+// - With an output projection (inputs W, [B]: fuse_attention_linear): a decode step of one
+//   row and one token whose shapes suit plan_decode_deferred and the GEMV runs the split-K
+//   kernel without its merge and the projection's GEMV merging the partials in its
+//   prologue (gemv.h, GemvAttnMerge; the GEMV also stores the attention output); every
+//   other case runs the attention as above into the second output, then the registered
+//   shardrt.Linear kernel on it.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -21,6 +27,7 @@
 
 #include "backends/cuda/attention_cached.cuh"
 #include "backends/cuda/attention_common.cuh"
+#include "backends/cuda/gemv.h"
 
 namespace shardrt::cuda {
 
@@ -51,11 +58,13 @@ bool flash_applies(DType t, int64_t B, int64_t Hq, int64_t S, int64_t D) {
 
 size_t round256(size_t x) { return (x + 255) / 256 * 256; }
 
-void cached_attention_kernel(KernelCtx& c) {
+// The attention into y. With `proj` (the node's output projection into c.out[0]): returns
+// true when it ran the deferred decode pair (attention partials, then the GEMV that merges
+// them and projects); false when y holds the attention and the projection is still to run.
+bool attention(KernelCtx& c, DevTensor* y, bool proj) {
   const DevTensor* qkv = c.input(0);
   const DevTensor* past = c.input(1);
   const DevTensor* invf = c.input(2);
-  DevTensor* y = c.out.empty() ? nullptr : c.out[0];
   if (!qkv || !past || !y) c.fail("QKV, PastLens and the output are required");
   const DType t = qkv->dtype;
   if (t != DType::F32 && t != DType::F16 && t != DType::BF16)
@@ -101,7 +110,7 @@ void cached_attention_kernel(KernelCtx& c) {
     return s;
   });
   if (st.dtype != t) c.fail("QKV's dtype differs from the one the cache was created with");
-  if (y->numel() == 0) return;  // B == 0 or S == 0: nothing to write or read
+  if (y->numel() == 0) return false;  // B == 0 or S == 0: nothing to write or read
 
   cached::Params p;
   p.qkv = qkv->data;
@@ -166,10 +175,44 @@ void cached_attention_kernel(KernelCtx& c) {
       ap.causal_off = P;  // token s sees positions <= P + s
       if (attn::launch_flash(ap, t, stream)) {
         cached::launch_unpermute(p, t, obuf, stream);
-        return;
+        return false;
       }
     }
     // Different lengths, or flash declined: the general path below.
+  }
+
+  // PastLens without a producer node is a graph input (as in the decoder engines) or a
+  // constant: no kernel of this run writes it (the executor copies graph inputs in before
+  // the run's first kernel; eval_node uploads them synchronously), so the fused launch may
+  // read it, and the cache rows below it, before its PDL wait.
+  const bool past_settled = c.node.inputs.size() > 1 && c.node.inputs[1] && !c.node.inputs[1]->producer;
+  if (proj && !prepped && B == 1 && S == 1) {
+    const cached::DecodePlan dplan = cached::plan_decode_deferred(p, t, c.res.props());
+    const DevTensor* W = c.input(3);
+    const DevTensor* bias = c.input(4);
+    DevTensor* out = c.out[0];
+    const int64_t K = Hq * D;
+    const int64_t N = out->dim(-1);
+    if (dplan.smem && c.node.attr_i("trans_b", 0) == 1 && W->dtype == t && W->dims == Dims{N, K} &&
+        (!bias || (bias->dtype == t && bias->numel() == N))) {
+      float* ws = static_cast<float*>(c.res.workspace(dplan.ws_floats * sizeof(float)));
+      gemm::GemvAttnMerge m;
+      m.acc = ws;
+      m.ml = ws + size_t(Hkv) * dplan.nsplit * dplan.qt * dplan.dp;
+      m.attn = y->data;
+      m.nsplit = dplan.nsplit;
+      m.hq = int(Hq);
+      m.hkv = int(Hkv);
+      m.qt = dplan.qt;
+      m.d = int(D);
+      if (gemm::gemv_attn_merge_applies(t, 1, N, K, m, W->data)) {
+        cached::launch_decode(p, t, dplan, 1, past_settled, ws, nullptr, stream);
+        if (!gemm::launch_gemv_attn_merge(t, 1, N, K, m, W->data, bias ? bias->data : nullptr, out->data,
+                                          c.host_input(3) != nullptr, stream))
+          c.fail("internal: the attention-merge GEMV refused a case it had accepted");
+        return true;
+      }
+    }
   }
 
   const cached::DecodePlan plan = cached::plan_decode(p, t, c.res.props());
@@ -186,12 +229,26 @@ void cached_attention_kernel(KernelCtx& c) {
   float* ws = static_cast<float*>(c.res.workspace(plan.ws_floats * sizeof(float)));
   const bool fused = !prepped && S < kFusedMaxS;
   if (!fused && !prepped) cached::launch_prep(p, t, nullptr, stream);
-  // PastLens without a producer node is a graph input (as in the decoder engines) or a
-  // constant: no kernel of this run writes it (the executor copies graph inputs in before
-  // the run's first kernel; eval_node uploads them synchronously), so the fused launch may
-  // read it, and the cache rows below it, before its PDL wait.
-  const bool past_settled = c.node.inputs.size() > 1 && c.node.inputs[1] && !c.node.inputs[1]->producer;
   cached::launch_decode(p, t, plan, fused ? 1 : 0, past_settled, ws, st.counters, stream);
+  return false;
+}
+
+void cached_attention_kernel(KernelCtx& c) {
+  const DevTensor* W = c.input(3);
+  if (!W) {
+    attention(c, c.out.empty() ? nullptr : c.out[0], false);
+    return;
+  }
+  if (c.out.size() < 2 || !c.out[0] || !c.out[1])
+    c.fail("with an output projection (W) both outputs (the projection and the attention) are required");
+  if (attention(c, c.out[1], true)) return;
+  // The unfused pair's second launch: shardrt.Linear reads trans_b (and activation: none)
+  // from this node and takes W's host copy as the sign of a constant weight.
+  const Kernel* lin = find_kernel("shardrt.Linear");
+  if (!lin) c.fail("internal: no CUDA kernel for shardrt.Linear");
+  KernelCtx lc{c.node, {c.out[1], W, c.input(4)}, {nullptr, c.host_input(3), c.host_input(4)}, {c.out[0]}, c.res,
+               c.comm, c.dcomm};
+  (*lin)(lc);
 }
 
 }  // namespace

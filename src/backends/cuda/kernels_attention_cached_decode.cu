@@ -36,6 +36,10 @@
 //       every CTA's shared memory alive until all reads are done;
 //     global: partials go to the workspace; the last CTA of a (b, g, tile) to finish (a
 //       counter, reset by that CTA) merges them, its lanes reading four splits at a time.
+//   or not at all (`defer`, plan_decode_deferred): partials go to the workspace and the
+//   kernel ends; the output projection's GEMV merges them in its prologue (gemv.cu), which
+//   saves the counter's round trips and the merging CTA's pass (GPT-2's decode step,
+//   bench/RESULTS.md).
 #include <cooperative_groups.h>
 
 #include <algorithm>
@@ -70,6 +74,7 @@ struct Args {
   int resident; // 1: `stages` buffers hold every tile of the CTA's range; all are loaded at once
   int early;    // PastLens and the cache rows below it may be read before pdl_wait (see above)
   int cluster;  // 1: the splits are one cluster and merge through distributed shared memory
+  int defer;    // 1: partials to the workspace, no merge (the consumer merges)
   float* acc_part;  // [units * nsplit * QT][dp]
   float* ml_part;   // [units * nsplit * QT][2] (max in the exp2 domain, sum)
   int* counters;    // [units], units = B * Hkv * ntile
@@ -537,6 +542,28 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
     }
   };
 
+  // Partial rows of this CTA in the workspace (global merge and defer).
+  const int64_t unit = int64_t(bg) * a.ntile + qt;
+  const int64_t prow0 = (unit * a.nsplit + split) * QT;
+  auto store_partial = [&]() {
+    for (int e = tid; e < nq * dp; e += kThreads) {
+      const int r = e / dp, d = e % dp;
+      float sum = 0.f;
+      for (int k = 0; k < KG; ++k) sum += sRed[(k * QT + r) * dp + d];
+      a.acc_part[(prow0 + r) * dp + d] = sum;
+    }
+    if (tid < nq) {
+      float mr, lr;
+      row_ml(tid, mr, lr);
+      a.ml_part[(prow0 + tid) * 2] = mr;
+      a.ml_part[(prow0 + tid) * 2 + 1] = lr;
+    }
+  };
+  if (a.defer) {
+    store_partial();
+    return;
+  }
+
   if (a.cluster || nsp == 1) {
     // ---- cluster merge: the partial stays in this CTA's shared memory (sQ's QT x dp floats
     // for the accumulators, sMax's 2 x QT for (max, sum): neither is read after the key loop).
@@ -585,20 +612,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Args a) {
   }
 
   // ---- global merge: partials to the workspace ----
-  const int64_t unit = int64_t(bg) * a.ntile + qt;
-  const int64_t prow0 = (unit * a.nsplit + split) * QT;  // this CTA's partial rows
-  for (int e = tid; e < nq * dp; e += kThreads) {
-    const int r = e / dp, d = e % dp;
-    float sum = 0.f;
-    for (int k = 0; k < KG; ++k) sum += sRed[(k * QT + r) * dp + d];
-    a.acc_part[(prow0 + r) * dp + d] = sum;
-  }
-  if (tid < nq) {
-    float mr, lr;
-    row_ml(tid, mr, lr);
-    a.ml_part[(prow0 + tid) * 2] = mr;
-    a.ml_part[(prow0 + tid) * 2 + 1] = lr;
-  }
+  store_partial();
 
   // The last CTA of this (b, g, tile) to finish merges the splits.
   __threadfence();
@@ -875,6 +889,35 @@ DecodePlan plan_decode(const Params& p, DType t, const cudaDeviceProp& props) {
   return pl;
 }
 
+DecodePlan plan_decode_deferred(const Params& p, DType t, const cudaDeviceProp& props) {
+  DecodePlan pl;
+  if (p.S != 1) return pl;
+  const int64_t nrows = p.G;
+  pl.qt = nrows >= 5 ? 8 : nrows >= 3 ? 4 : nrows == 2 ? 2 : 1;
+  if (nrows > pl.qt) return pl;  // one query tile per (row, kv head)
+  pl.ntile = 1;
+  pl.dp = (p.D + 7) / 8 * 8;
+  if (pl.dp != p.D || pl.dp / 8 > kThreads) return pl;  // whole 16-byte chunks (the merge reads 8 features)
+  pl.vec = aligned16(p.qkv) && aligned16(p.out) && aligned16(p.kc) && aligned16(p.vc);
+  if (!pl.vec) return pl;
+  // One tile per split (two tiles per split, so half the partials: 0.296 against 0.281 ms
+  // for GPT-2's step on an H100, bench/RESULTS.md).
+  const int ns = (p.max_seq + kTK - 1) / kTK;
+  if (ns > kMaxDeferSplits) return pl;
+  const size_t tsize = dtype_size(t);
+  const int ldk = pl.dp + int(16 / tsize);
+  pl.stages = 1;
+  const size_t smem = layout(pl.qt, pl.dp, ldk, tsize, 1).total;
+  if (smem > size_t(props.sharedMemPerBlockOptin)) return pl;
+  pl.nsplit = ns;
+  pl.defer = 1;
+  const int64_t units = int64_t(p.B) * p.Hkv;
+  pl.ws_floats = size_t(units) * pl.nsplit * pl.qt * (pl.dp + 2);
+  pl.counters = 0;
+  pl.smem = smem;
+  return pl;
+}
+
 void launch_decode(const Params& p, DType t, const DecodePlan& pl, int fused, bool past_settled, float* ws,
                    int* counters, cudaStream_t s) {
   Args a;
@@ -890,6 +933,7 @@ void launch_decode(const Params& p, DType t, const DecodePlan& pl, int fused, bo
   a.resident = pl.resident;
   a.early = fused && past_settled && early_enabled();
   a.cluster = pl.cluster;
+  a.defer = pl.defer;
   const size_t units = size_t(p.B) * p.Hkv * pl.ntile;
   a.acc_part = ws;
   a.ml_part = ws + units * pl.nsplit * pl.qt * pl.dp;

@@ -1,6 +1,7 @@
 // Schema of shardrt.CachedAttention: attention of a decoder step over a KV cache that the
-// node keeps per execution context (definition in docs/ops.md). Also what the cache costs,
-// for inspect and the model loaders.
+// node keeps per execution context, optionally followed by its output projection (inputs W,
+// [B]; the fuse_attention_linear pass adds them; definition in docs/ops.md). Also what the
+// cache costs, for inspect and the model loaders.
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -110,8 +111,10 @@ void cached_attention() {
   OpSchema s;
   s.name = kOp;
   s.min_inputs = 2;
-  s.max_inputs = 3;
-  s.attrs = {"num_heads", "num_kv_heads", "head_dim", "scale", "max_batch", "max_seq", "rotary_interleaved", "layer"};
+  s.max_inputs = 5;
+  s.max_outputs = 2;
+  s.attrs = {"num_heads", "num_kv_heads", "head_dim", "scale", "max_batch", "max_seq", "rotary_interleaved", "layer",
+             "trans_b"};
   s.stateful = true;
   s.infer = [](InferCtx& c) {
     std::string err;
@@ -146,12 +149,29 @@ void cached_attention() {
         c.fail("InvFreq has " + f[0].str() + " frequencies: rotary width 2·" + f[0].str() + " exceeds head_dim " +
                std::to_string(D));
     }
-    c.set(0, c.in_types[0], Shape{qkv[0], qkv[1], Dim(Hq * D)});
+    const Shape attn{qkv[0], qkv[1], Dim(Hq * D)};
+    if (!c.has(3)) {
+      if (c.has(4)) c.fail("B (input 4) is given without W (input 3)");
+      c.set(0, c.in_types[0], attn);
+      return;
+    }
+    // With the output projection: Y = Attn · W (trans_b: W as [N, K]) + B, and the second
+    // output is Attn itself (written too, as the unfused pair would store it).
+    c.set(0, c.in_types[0], linear_output_shape(c, attn, c.in_types[0], 3, 4));
+    c.set(1, c.in_types[0], attn);
   };
   s.validate = [](const Node& n) -> std::string {
     std::string err;
     CachedAttentionAttrs::read(n, err);
-    return err;
+    if (!err.empty()) return err;
+    const int64_t tb = n.attr_i("trans_b", 0);
+    if (tb != 0 && tb != 1) return std::string(kOp) + " trans_b must be 0 or 1";
+    const bool proj = n.inputs.size() > 3 && n.inputs[3];
+    if (proj && (n.outputs.size() < 2 || !n.outputs[1]))
+      return std::string(kOp) + " with an output projection (W) needs its second output (the attention)";
+    if (!proj && n.outputs.size() > 1 && n.outputs[1])
+      return std::string(kOp) + " has a second output (the attention) only with an output projection (W)";
+    return "";
   };
   register_schema(std::move(s));
 }

@@ -83,12 +83,15 @@ std::string linear_attr_error(const Node& n) {
 }
 
 Shape linear_output_shape(const InferCtx& c, size_t xi, size_t wi, size_t bi) {
+  return linear_output_shape(c, c.in_shapes[xi], c.in_types[xi], wi, bi);
+}
+
+Shape linear_output_shape(const InferCtx& c, const Shape& x, DType xt, size_t wi, size_t bi) {
   auto same = [&](size_t i, const char* what) {
-    if (c.in_types[i] != c.in_types[xi])
-      c.fail(std::string(what) + " has type " + dtype_name(c.in_types[i]) + ", X has " + dtype_name(c.in_types[xi]));
+    if (c.in_types[i] != xt)
+      c.fail(std::string(what) + " has type " + dtype_name(c.in_types[i]) + ", X has " + dtype_name(xt));
   };
   same(wi, "W");
-  const Shape& x = c.in_shapes[xi];
   const Shape& w = c.in_shapes[wi];
   if (x.empty()) c.fail("X must have rank >= 1");
   if (w.size() != 2) c.fail("W must be 2-D, got " + shape_str(w));

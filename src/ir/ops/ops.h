@@ -24,6 +24,8 @@ void register_cached_attention_schemas(); // shardrt.CachedAttention (stateful: 
 // shardrt.Linear's shape rule over inputs X, W, [B] at those positions of c's node (trans_b and
 // activation read from the node): checks dtypes, K and B, returns Y's shape.
 Shape linear_output_shape(const InferCtx& c, size_t x, size_t w, size_t b);
+// The same with X given by its shape and dtype (an op whose X is an intermediate of its own).
+Shape linear_output_shape(const InferCtx& c, const Shape& x, DType xt, size_t w, size_t b);
 // shardrt.Linear's trans_b / activation checks for a node of any op with those attributes
 // ("" when fine; the message starts with the node's op).
 std::string linear_attr_error(const Node& n);

@@ -12,7 +12,10 @@
 // both merges of the splits (a thread-block cluster through shared memory, or the
 // workspace and a counter) and with PastLens read before or after the PDL wait; the
 // resident plans (SHARDRT_ATTN_RESIDENT=1: 1, 2, 4, 8 splits each holding its whole key
-// range) and the one-buffer tile loop of large fp32 heads.
+// range) and the one-buffer tile loop of large fp32 heads; the output projection fused into
+// the op (fuse_attention_linear): the deferred merge in the projection GEMV's prologue (one
+// row, one token, MHA and GQA, every dtype, lengths across split boundaries) and the
+// unfused pair that every other case runs, outputs poisoned.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -42,6 +45,7 @@ struct Cfg {
   int64_t nf = 0;  // InvFreq entries (R/2); 0: no rotary input
   bool inter = false;
   float scale = 0.f;
+  int64_t proj = 0;  // > 0: the attention feeds a Linear of `proj` outputs (with bias)
   int64_t W() const { return (Hq + 2 * Hkv) * D; }
 };
 
@@ -99,6 +103,14 @@ Engine make_engine(const Cfg& c) {
     inv = net.weight("inv_freq", f);
   }
   ITensor y = net.cached_attention(qkv, past, inv, c.Hq, c.Hkv, c.D, c.max_batch, c.max_seq, 0, c.scale, c.inter);
+  if (c.proj > 0) {
+    // Weights scaled by 1/sqrt(K), so that the projection stays O(1) like the attention.
+    const int64_t K = c.Hq * c.D;
+    const double a = 1.0 / std::sqrt(double(K));
+    ITensor w = net.weight("w_o", random_tensor(c.t, {c.proj, K}, -a, a, 11));
+    ITensor b = net.weight("b_o", random_tensor(c.t, {c.proj}, -0.5, 0.5, 12));
+    y = net.linear(y, w, b);
+  }
   net.output(y, "y");
   BuildConfig cfg;
   cfg.shapes["qkv"] = {{1, 1, c.W()}, {1, 1, c.W()}, {c.max_batch, c.max_seq, c.W()}};
@@ -132,6 +144,11 @@ void add_decode(std::vector<Step>& steps, std::vector<int64_t> lens, int n) {
 void run_steps(const Cfg& c, const std::vector<Step>& steps, const std::string& name, bool twice = false,
                unsigned seed = 1) {
   Engine e = make_engine(c);
+  if (c.proj > 0) {  // the pass fused the projection into the attention node
+    int fused = 0;
+    for (auto& n : e.graph().nodes) fused += !n->dead && n->op == "shardrt.CachedAttention" && n->inputs.size() > 3 && n->inputs[3];
+    ASSERT_EQ(fused, 1) << name << ": the output projection was not fused";
+  }
   ExecutionContext cpu(e, ContextOptions{"cpu"});
   ExecutionContext gpu(e, ContextOptions{"cuda"});
   const Tol tol = tol_for(c.t);
@@ -479,4 +496,68 @@ TEST(CudaCachedAttention, Fp32LargeHeadSingleBufferSpansTiles) {
   std::vector<Step> steps{{3, {0, 0}}};
   for (const Step& s : boundary_steps({{64, 65}, {129, 200}, {299, 150}})) steps.push_back(s);
   run_steps(c, steps, "fp32 D256 one buffer", true, 35);
+}
+
+// The output projection fused into the op. Tolerances are tol_for's: the projection's inputs
+// are the attention outputs (an ulp apart at worst, rounded to the dtype on both sides) times
+// weights of at most 1/sqrt(K), so their differences add up over K to about one output ulp,
+// and the projection's own rounding is the dtype's unit again.
+TEST(CudaCachedAttention, OutputProjectionFusedDeferredMerge) {
+  REQUIRE_GPU();
+  ScopedEnv poison("SHARDRT_POISON", "1");
+  {
+    Cfg c;  // GPT-2's dims: 9 one-tile splits over max_seq 528, the projection's GEMV merges
+    c.t = DType::F16;
+    c.Hq = 12, c.Hkv = 12, c.D = 64, c.max_batch = 1, c.max_seq = 528, c.nf = 0, c.proj = 768;
+    std::vector<Step> steps{{100, {0}}};
+    add_decode(steps, {100}, 4);
+    for (int64_t p : {0, 1, 63, 64, 65, 511, 526, 527}) steps.push_back({1, {p}});
+    run_steps(c, steps, "fp16 gpt2 proj", true);
+  }
+  {
+    Cfg c;  // Llama-like GQA (4 q heads per kv head: one query tile), rotary, bf16, 16 splits
+    c.t = DType::BF16;
+    c.Hq = 8, c.Hkv = 2, c.D = 128, c.max_batch = 1, c.max_seq = 1024, c.nf = 64, c.proj = 512;
+    std::vector<Step> steps{{40, {0}}};
+    add_decode(steps, {40}, 3);
+    for (int64_t p : {0, 127, 128, 700, 1023}) steps.push_back({1, {p}});
+    run_steps(c, steps, "bf16 gqa proj", false, 2);
+  }
+  {
+    Cfg c;  // fp32, a projection narrower than the attention
+    c.t = DType::F32;
+    c.Hq = 6, c.Hkv = 3, c.D = 32, c.max_batch = 1, c.max_seq = 200, c.nf = 16, c.proj = 100;
+    std::vector<Step> steps{{3, {0}}};
+    add_decode(steps, {3}, 70);  // graph replays across split boundaries
+    run_steps(c, steps, "fp32 proj", false, 3);
+  }
+}
+
+TEST(CudaCachedAttention, OutputProjectionFusedUnfusedPair) {
+  REQUIRE_GPU();
+  ScopedEnv poison("SHARDRT_POISON", "1");
+  {
+    Cfg c;  // two rows: the attention kernel merges, then the Linear kernel
+    c.t = DType::F16;
+    c.Hq = 12, c.Hkv = 12, c.D = 64, c.max_batch = 2, c.max_seq = 300, c.nf = 0, c.proj = 768;
+    std::vector<Step> steps{{20, {0, 0}}};
+    add_decode(steps, {20, 7}, 5);
+    run_steps(c, steps, "fp16 b2 proj", true);
+  }
+  {
+    Cfg c;  // more splits than the deferred merge takes (max_seq 2000: 32 tiles)
+    c.t = DType::BF16;
+    c.Hq = 4, c.Hkv = 1, c.D = 64, c.max_batch = 1, c.max_seq = 2000, c.nf = 32, c.proj = 256;
+    std::vector<Step> steps{{700, {0}}};
+    add_decode(steps, {700}, 3);
+    run_steps(c, steps, "bf16 long proj", false, 4);
+  }
+  {
+    Cfg c;  // D = 20: no 16-byte rows, the pair again
+    c.t = DType::F16;
+    c.Hq = 4, c.Hkv = 2, c.D = 20, c.max_batch = 1, c.max_seq = 50, c.nf = 5, c.proj = 64;
+    std::vector<Step> steps{{5, {0}}};
+    add_decode(steps, {5}, 4);
+    run_steps(c, steps, "fp16 d20 proj", false, 5);
+  }
 }
