@@ -81,8 +81,10 @@ DecodePlan plan_decode(const Params& p, DType t, const cudaDeviceProp& props);
 // A plan whose merge is left to the consumer (the output projection's GEMV prologue,
 // gemv.h's GemvAttnMerge): one key tile per split (ceil(max_seq / 64) splits, at most
 // kMaxDeferSplits), one query tile, no cluster. smem = 0 when the shapes do not suit it
-// (S > 1, more q heads per kv head than a tile holds, too many splits).
+// (S > 1, more q heads per kv head than a tile holds, too many splits, or more than
+// kMaxDeferBytes of partials for every GEMV block to read).
 inline constexpr int kMaxDeferSplits = 16;
+inline constexpr size_t kMaxDeferBytes = 32 * 1024;
 DecodePlan plan_decode_deferred(const Params& p, DType t, const cudaDeviceProp& props);
 // fused = 1: keys at positions >= PastLens[b] are taken (rotated) from QKV and this launch
 // also writes the caches (one launch per decode step); fused = 0: launch_prep already

@@ -28,7 +28,7 @@
 // stores its output) and block 0 stores that row. The attention kernel then needs no
 // completion counter and no merging CTA: on an H100 GPT-2's attention went from 8.4 to 4.8 µs
 // of a decode step's critical path and its out-projection GEMV from 1.6 to 4.4 µs
-// (bench/RESULTS.md, run of 19:15).
+// (bench/RESULTS.md, runs of 19:20 and 19:27).
 //
 // Launched with programmatic dependent launch (launch_pdl.h): the first round of weight
 // loads is issued before the wait for the previous kernel (weights are constant; the

@@ -900,10 +900,15 @@ DecodePlan plan_decode_deferred(const Params& p, DType t, const cudaDeviceProp& 
   if (pl.dp != p.D || pl.dp / 8 > kThreads) return pl;  // whole 16-byte chunks (the merge reads 8 features)
   pl.vec = aligned16(p.qkv) && aligned16(p.out) && aligned16(p.kc) && aligned16(p.vc);
   if (!pl.vec) return pl;
-  // One tile per split (two tiles per split, so half the partials: 0.296 against 0.281 ms
-  // for GPT-2's step on an H100, bench/RESULTS.md).
+  // One tile per split (two tiles per split, so half the partials: 0.295-0.297 against
+  // 0.280-0.282 ms for GPT-2's step on an H100, bench/RESULTS.md).
   const int ns = (p.max_seq + kTK - 1) / kTK;
   if (ns > kMaxDeferSplits) return pl;
+  // Every block of the projection's GEMV reads all of the partials: only where they are few.
+  // On an H100 GPT-2 at max_seq 528 (12 heads of 64, 9 splits: 28.5 KB) gains; Llama-3-8B
+  // dims at max_seq 512 (32 heads of 128, 8 splits: 133 KB) generated 156 instead of 170
+  // tokens/s (bench/RESULTS.md, runs of 19:20 and 19:27).
+  if (size_t(p.Hq) * ns * (pl.dp + 2) * sizeof(float) > kMaxDeferBytes) return pl;
   const size_t tsize = dtype_size(t);
   const int ldk = pl.dp + int(16 / tsize);
   pl.stages = 1;
