@@ -515,12 +515,12 @@ TEST(CudaCachedAttention, OutputProjectionFusedDeferredMerge) {
     run_steps(c, steps, "fp16 gpt2 proj", true);
   }
   {
-    Cfg c;  // Llama-like GQA (4 q heads per kv head: one query tile), rotary, bf16, 16 splits
+    Cfg c;  // Llama-like GQA (4 q heads per kv head: one query tile), rotary, bf16, 4 splits
     c.t = DType::BF16;
-    c.Hq = 8, c.Hkv = 2, c.D = 128, c.max_batch = 1, c.max_seq = 1024, c.nf = 64, c.proj = 512;
+    c.Hq = 8, c.Hkv = 2, c.D = 128, c.max_batch = 1, c.max_seq = 256, c.nf = 64, c.proj = 512;
     std::vector<Step> steps{{40, {0}}};
     add_decode(steps, {40}, 3);
-    for (int64_t p : {0, 127, 128, 700, 1023}) steps.push_back({1, {p}});
+    for (int64_t p : {0, 63, 64, 127, 128, 200, 255}) steps.push_back({1, {p}});
     run_steps(c, steps, "bf16 gqa proj", false, 2);
   }
   {
@@ -551,6 +551,15 @@ TEST(CudaCachedAttention, OutputProjectionFusedUnfusedPair) {
     std::vector<Step> steps{{700, {0}}};
     add_decode(steps, {700}, 3);
     run_steps(c, steps, "bf16 long proj", false, 4);
+  }
+  {
+    Cfg c;  // GQA with 16 splits: 66.5 KB of partials, above the deferred merge's 32 KB
+    c.t = DType::BF16;
+    c.Hq = 8, c.Hkv = 2, c.D = 128, c.max_batch = 1, c.max_seq = 1024, c.nf = 64, c.proj = 512;
+    std::vector<Step> steps{{40, {0}}};
+    add_decode(steps, {40}, 2);
+    for (int64_t p : {127, 1023}) steps.push_back({1, {p}});
+    run_steps(c, steps, "bf16 gqa 16 splits proj", false, 6);
   }
   {
     Cfg c;  // D = 20: no 16-byte rows, the pair again
