@@ -15,9 +15,9 @@
 // - Otherwise (fp32 prefill, rows of different lengths): prep kernel, then the split-K
 //   kernel reading every key from the cache. Correct for every case, not tuned for long S.
 // - With an output projection (inputs W, [B]: fuse_attention_linear): a decode step of one
-//   row and one token whose shapes suit plan_decode_deferred and the GEMV runs the split-K
-//   kernel without its merge and the projection's GEMV merging the partials in its
-//   prologue (gemv.h, GemvAttnMerge; the GEMV also stores the attention output); every
+//   row and one token, where plan_decode_deferred and the GEMV accept the shapes, runs the
+//   split-K kernel without its merge, then the projection's GEMV, which merges the partials
+//   in its prologue and also stores the attention output (gemv.h, GemvAttnMerge); every
 //   other case runs the attention as above into the second output, then the registered
 //   shardrt.Linear kernel on it.
 #include <algorithm>
