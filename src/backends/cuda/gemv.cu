@@ -240,13 +240,8 @@ __device__ void norm_prologue(const T* x, const NormArgs& a, int M, int64_t kv, 
   __syncthreads();
 }
 
-// The attention-merge prologue's arguments (AM kernels; see GemvAttnMerge in gemv.h).
-struct MergeArgs {
-  const float* acc = nullptr;
-  const float* ml = nullptr;
-  void* attn = nullptr;
-  int nsplit = 0, hq = 0, hkv = 0, qt = 1, d = 0;
-};
+// The attention-merge prologue's arguments (AM kernels): gemv.h's GemvAttnMerge, by value.
+using MergeArgs = GemvAttnMerge;
 
 // Shared memory of the attention-merge prologue after X's row: one float2 per (head, split).
 __host__ __device__ inline size_t merge_ml_offset(int64_t K, size_t es) { return (size_t(K) * es + 15) / 16 * 16; }
@@ -661,20 +656,11 @@ bool gemv_attn_merge_applies(DType t, int64_t M, int64_t N, int64_t K, const Gem
 bool launch_gemv_attn_merge(DType t, int64_t M, int64_t N, int64_t K, const GemvAttnMerge& m, const void* w,
                             const void* bias, void* y, bool w_const, cudaStream_t s) {
   if (!gemv_attn_merge_applies(t, M, N, K, m, w)) return false;
-  MergeArgs a;
-  a.acc = m.acc;
-  a.ml = m.ml;
-  a.attn = m.attn;
-  a.nsplit = m.nsplit;
-  a.hq = m.hq;
-  a.hkv = m.hkv;
-  a.qt = m.qt;
-  a.d = m.d;
   const int wc = w_const ? 1 : 0;
   switch (t) {
-    case DType::F32: launch_mm<float, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, a); break;
-    case DType::F16: launch_mm<__half, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, a); break;
-    default: launch_mm<__nv_bfloat16, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, a); break;
+    case DType::F32: launch_mm<float, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, m); break;
+    case DType::F16: launch_mm<__half, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, m); break;
+    default: launch_mm<__nv_bfloat16, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, m); break;
   }
   return true;
 }
