@@ -245,6 +245,10 @@ using MergeArgs = GemvAttnMerge;
 
 // Shared memory of the attention-merge prologue after X's row: one float2 per (head, split).
 __host__ __device__ inline size_t merge_ml_offset(int64_t K, size_t es) { return (size_t(K) * es + 15) / 16 * 16; }
+// The prologue's dynamic shared memory in all: X's row, then those pairs.
+inline size_t merge_prologue_bytes(int64_t K, size_t es, int hq, int nsplit) {
+  return merge_ml_offset(K, es) + size_t(hq) * size_t(nsplit) * sizeof(float2);
+}
 
 // Forms X's one row (hq heads of d features) in shared memory `xs` from the attention's
 // partials. Item (head h, 8-feature chunk c) is summed by `tpi` neighbouring lanes, each over
@@ -506,7 +510,7 @@ void launch_shape(int64_t M, int64_t N, int64_t K, const T* x, const T* w, const
                   const NormArgs& nrm, const MergeArgs& mrg, cudaStream_t s) {
   const int64_t outs_per_block = int64_t(kWarps / KS) * (SW ? R / 2 : R);
   const unsigned blocks = unsigned((N + outs_per_block - 1) / outs_per_block);
-  const size_t smem = AM ? merge_ml_offset(K, sizeof(T)) + size_t(mrg.hq) * mrg.nsplit * sizeof(float2)
+  const size_t smem = AM ? merge_prologue_bytes(K, sizeof(T), mrg.hq, mrg.nsplit)
                         : prologue_bytes(nrm.mode != 0, M, K, sizeof(T));
   launch_pdl(gemv_kernel<T, MM, R, KS, SW, AM>, dim3(blocks), dim3(kWarps * 32), smem, s, x, w, b, y, N, K, int(M), act,
              wc, nrm, mrg);
@@ -647,7 +651,7 @@ bool gemv_attn_merge_applies(DType t, int64_t M, int64_t N, int64_t K, const Gem
   if (m.d < 8 || m.d % 8 != 0 || m.hq < 1 || m.hkv < 1 || m.hq % m.hkv != 0 || m.nsplit < 1 || m.qt < m.hq / m.hkv)
     return false;
   if (int64_t(m.hq) * m.d != K || m.nsplit > 32 ||
-      merge_ml_offset(K, size_t(es)) + size_t(m.hq) * m.nsplit * sizeof(float2) > kGemvNormMaxBytes)
+      merge_prologue_bytes(K, size_t(es), m.hq, m.nsplit) > kGemvNormMaxBytes)
     return false;  // 32: a warp's lanes take a head's splits
   // 16-byte partial rows and attention output (8 features of the dtype: 16 bytes and up).
   return aligned16(m.acc) && aligned16(m.attn) && (reinterpret_cast<uintptr_t>(m.ml) & 7) == 0;

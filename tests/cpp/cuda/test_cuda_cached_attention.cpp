@@ -146,7 +146,8 @@ void run_steps(const Cfg& c, const std::vector<Step>& steps, const std::string& 
   Engine e = make_engine(c);
   if (c.proj > 0) {  // the pass fused the projection into the attention node
     int fused = 0;
-    for (auto& n : e.graph().nodes) fused += !n->dead && n->op == "shardrt.CachedAttention" && n->inputs.size() > 3 && n->inputs[3];
+    for (auto& n : e.graph().nodes)
+      fused += !n->dead && n->op == "shardrt.CachedAttention" && n->inputs.size() > 3 && n->inputs[3];
     ASSERT_EQ(fused, 1) << name << ": the output projection was not fused";
   }
   ExecutionContext cpu(e, ContextOptions{"cpu"});
