@@ -19,10 +19,13 @@
 // RMSNorm over K with [K] scale (and shift), rounded to the dtype — into shared memory, and
 // the product reads them from there; block 0 also stores S and the normalised rows (the
 // op's Sum and Normed outputs). A row of a decode step is a few KB, so recomputing its
-// statistics in every block costs less than the kernel boundary it saves.
+// statistics in every block costs less than the kernel boundary it saves. One row whose K is
+// a single round of a warp's loads (K split over no warps) takes the warp norm prologue
+// instead: every warp forms the whole row in its registers (each lane the vectors it
+// multiplies), its statistics by warp shuffles, with no shared memory or block barrier.
 //
 // The attention-merge prologue (shardrt.CachedAttention's output projection,
-// launch_gemv_attn_merge; the AM kernels, one X row): X is the attention's output, which the
+// launch_gemv_attn_merge; the kProMerge kernels, one X row): X is the attention's output, which the
 // decode attention kernel left as split-K partials. Every block merges them into X's row in
 // shared memory (the softmax merge in fp32, rounded to the dtype as the attention kernel
 // stores its output) and block 0 stores that row. The attention kernel then needs no
@@ -240,7 +243,80 @@ __device__ void norm_prologue(const T* x, const NormArgs& a, int M, int64_t kv, 
   __syncthreads();
 }
 
-// The attention-merge prologue's arguments (AM kernels): gemv.h's GemvAttnMerge, by value.
+// The norm prologue for one row whose K fits a warp's first round (kv <= 32·U vectors; K
+// split over no warps, KS 1): every warp forms the whole normalised row itself, in
+// registers — lane l holds vectors l, l + 32, ... (the ones its GEMV round multiplies) — with
+// the row's statistics from warp shuffles alone: no shared memory and no block barrier
+// between the X reads and the product. The scale and shift vectors come from L1 (prefetched
+// before the wait for the previous kernel when they are constants). Warp 0 of block 0 stores
+// S and the normalised row. X and R reads are 8 times redundant within a block (L2 hits of a few KB).
+__device__ inline float warp_sum(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+template <class T, int U>
+__device__ void warp_norm(const T* x, const NormArgs& a, int64_t kv, int64_t K, uint4 (&xr)[U]) {
+  constexpr int E = kVecElems<T>;
+  const int lane = int(threadIdx.x) & 31;
+  const bool store = blockIdx.x == 0 && threadIdx.x < 32;
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  const uint4* rv = reinterpret_cast<const uint4*>(a.res);
+  const bool rms = a.mode == 2;
+  uint4 rin[U];
+#pragma unroll
+  for (int u = 0; u < U; ++u) {  // every read in flight at once
+    const int64_t i = lane + int64_t(u) * 32;
+    xr[u] = i < kv ? __ldg(xv + i) : make_uint4(0, 0, 0, 0);
+    rin[u] = (rv && i < kv) ? __ldg(rv + i) : make_uint4(0, 0, 0, 0);
+  }
+  float f[U][E];
+  float s1 = 0.f;
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int64_t i = lane + int64_t(u) * 32;
+    unpack<T>(xr[u], f[u]);
+    if (rv) {
+      float r[E];
+      unpack<T>(rin[u], r);
+#pragma unroll
+      for (int e = 0; e < E; ++e) f[u][e] += r[e];
+      const uint4 v = pack<T>(f[u]);
+      unpack<T>(v, f[u]);  // the sum as the dtype stores it
+      if (store && i < kv) reinterpret_cast<uint4*>(a.sum)[i] = v;
+    }
+#pragma unroll
+    for (int e = 0; e < E; ++e) s1 += rms ? f[u][e] * f[u][e] : f[u][e];  // padding vectors are zeros
+  }
+  s1 = warp_sum(s1);
+  const float inv_k = 1.f / float(K);
+  const float mean = rms ? 0.f : s1 * inv_k;
+  float rstd;
+  if (rms) {
+    rstd = 1.f / sqrtf(s1 * inv_k + a.eps);
+  } else {  // variance about the mean (two passes, as the LayerNorm kernels do)
+    float s2 = 0.f;
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (lane + int64_t(u) * 32 < kv)
+#pragma unroll
+        for (int e = 0; e < E; ++e) s2 = fmaf(f[u][e] - mean, f[u][e] - mean, s2);
+    rstd = 1.f / sqrtf(warp_sum(s2) * inv_k + a.eps);
+  }
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int64_t i = lane + int64_t(u) * 32;
+    float g[E], b[E];
+    unpack<T>(i < kv ? __ldg(reinterpret_cast<const uint4*>(a.scale) + i) : make_uint4(0, 0, 0, 0), g);
+    unpack<T>((a.shift && i < kv) ? __ldg(reinterpret_cast<const uint4*>(a.shift) + i) : make_uint4(0, 0, 0, 0), b);
+#pragma unroll
+    for (int e = 0; e < E; ++e) f[u][e] = (f[u][e] - mean) * rstd * g[e] + b[e];
+    xr[u] = i < kv ? pack<T>(f[u]) : make_uint4(0, 0, 0, 0);
+    if (store && i < kv) reinterpret_cast<uint4*>(a.normed)[i] = xr[u];
+  }
+}
+
+// The attention-merge prologue's arguments (kProMerge kernels): gemv.h's GemvAttnMerge, by value.
 using MergeArgs = GemvAttnMerge;
 
 // Shared memory of the attention-merge prologue after X's row: one float2 per (head, split).
@@ -359,18 +435,25 @@ __device__ void merge_prologue(const MergeArgs& a, int64_t K, uint4* xs_raw) {
 // Vectors per lane and weight row in flight: fewer with 4 X rows (their vectors take registers too).
 template <int MM> constexpr int unroll_for() { return MM == 1 ? 4 : 2; }
 
+// The kernel's prologue (template argument PRO): X's rows read from global memory, or formed
+// by the block norm prologue in shared memory (nrm.mode, decided at run time); the
+// attention-merge prologue; the warp norm prologue (registers).
+constexpr int kProPlain = 0, kProMerge = 1, kProWarpNorm = 2;
+
 // MM: X rows the kernel is built for (1, or up to 4 with M of them real); R weight rows per
 // warp; KS warps sharing one row group's K. SW (swiglu): W is [2N, K], gate rows then up
 // rows; a warp's R rows are P = R/2 gate rows j and the up rows N + j of the same outputs,
 // and output j is silu(gate_j + bias_j) · (up_j + bias_{N+j}) (bias [2N]). Otherwise P = R
 // outputs, one per weight row.
-// AM: X's one row comes from the attention-merge prologue (MM 1, no norm).
-template <class T, int MM, int R, int KS, bool SW, bool AM>
+// PRO: the prologue (kProPlain, kProMerge: X's one row from the attention partials, MM 1, no
+// norm; kProWarpNorm: MM 1, KS 1, kv <= 32·U).
+template <class T, int MM, int R, int KS, bool SW, int PRO>
 __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                                             const T* __restrict__ bias, T* __restrict__ y, int64_t N,
                                                             int64_t K, int M, int act, int w_const, NormArgs nrm,
                                                             MergeArgs mrg) {
-  static_assert(!AM || MM == 1, "the attention-merge prologue forms one row");
+  static_assert(PRO == kProPlain || MM == 1, "the merge and warp norm prologues form one row");
+  static_assert(PRO != kProWarpNorm || KS == 1, "the warp norm prologue gives each warp the whole row");
   static_assert(!SW || R % 2 == 0, "swiglu pairs a gate row with an up row");
   constexpr int RG = kWarps / KS;
   constexpr int P = SW ? R / 2 : R;  // outputs per warp
@@ -427,9 +510,11 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(const T* __restric
   // X's rows: from global memory, or (norm prologue) formed in shared memory first.
   extern __shared__ __align__(16) unsigned char xs_raw[];
   uint4* xs = reinterpret_cast<uint4*>(xs_raw);
-  if constexpr (AM) merge_prologue<T>(mrg, K, xs);
+  [[maybe_unused]] uint4 xr[U];  // kProWarpNorm: this lane's vectors of the normalised row
+  if constexpr (PRO == kProMerge) merge_prologue<T>(mrg, K, xs);
+  else if constexpr (PRO == kProWarpNorm) warp_norm<T, U>(x, nrm, kv, K, xr);
   else if (nrm.mode) norm_prologue<T, MM>(x, nrm, M, kv, K, xs);
-  const bool from_smem = AM || nrm.mode != 0;
+  const bool from_smem = PRO == kProMerge || (PRO == kProPlain && nrm.mode != 0);
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   for (int64_t b0 = c0; b0 < c1; b0 += 32 * U) {  // warp-uniform rounds
     if (b0 != c0) load_w(b0);
@@ -437,10 +522,14 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(const T* __restric
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int64_t i = b0 + lane + int64_t(u) * 32;
+      if constexpr (PRO == kProWarpNorm) {
+        xm[u][0] = xr[u];  // one round (kv <= 32·U): vector i = lane + 32u, zeros past kv
+      } else {
 #pragma unroll
-      for (int m = 0; m < MM; ++m)
-        xm[u][m] = (i < c1 && m < M) ? (from_smem ? xs[int64_t(m) * kv + i] : __ldg(xv + int64_t(m) * kv + i))
-                                     : make_uint4(0, 0, 0, 0);
+        for (int m = 0; m < MM; ++m)
+          xm[u][m] = (i < c1 && m < M) ? (from_smem ? xs[int64_t(m) * kv + i] : __ldg(xv + int64_t(m) * kv + i))
+                                       : make_uint4(0, 0, 0, 0);
+      }
     }
 #pragma unroll
     for (int u = 0; u < U; ++u)
@@ -505,25 +594,30 @@ int sm_count() {
 // Dynamic shared memory of the norm or attention-merge prologue: X's M rows in the dtype.
 size_t prologue_bytes(bool prologue, int64_t M, int64_t K, size_t es) { return prologue ? size_t(M * K) * es : 0; }
 
-template <class T, int MM, int R, int KS, bool SW, bool AM>
+template <class T, int MM, int R, int KS, bool SW, int PRO>
 void launch_shape(int64_t M, int64_t N, int64_t K, const T* x, const T* w, const T* b, int act, T* y, int wc,
                   const NormArgs& nrm, const MergeArgs& mrg, cudaStream_t s) {
   const int64_t outs_per_block = int64_t(kWarps / KS) * (SW ? R / 2 : R);
   const unsigned blocks = unsigned((N + outs_per_block - 1) / outs_per_block);
-  const size_t smem = AM ? merge_prologue_bytes(K, sizeof(T), mrg.hq, mrg.nsplit)
-                        : prologue_bytes(nrm.mode != 0, M, K, sizeof(T));
-  launch_pdl(gemv_kernel<T, MM, R, KS, SW, AM>, dim3(blocks), dim3(kWarps * 32), smem, s, x, w, b, y, N, K, int(M), act,
+  const size_t smem = PRO == kProMerge      ? merge_prologue_bytes(K, sizeof(T), mrg.hq, mrg.nsplit)
+                      : PRO == kProWarpNorm ? 0
+                                            : prologue_bytes(nrm.mode != 0, M, K, sizeof(T));
+  launch_pdl(gemv_kernel<T, MM, R, KS, SW, PRO>, dim3(blocks), dim3(kWarps * 32), smem, s, x, w, b, y, N, K, int(M), act,
              wc, nrm, mrg);
 }
 
-template <class T, int MM, int R, bool SW, bool AM>
+template <class T, int MM, int R, bool SW, int PRO>
 void launch_ks(int ks, int64_t M, int64_t N, int64_t K, const T* x, const T* w, const T* b, int act, T* y, int wc,
                const NormArgs& nrm, const MergeArgs& mrg, cudaStream_t s) {
-  switch (ks) {
-    case 1: launch_shape<T, MM, R, 1, SW, AM>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
-    case 2: launch_shape<T, MM, R, 2, SW, AM>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
-    case 4: launch_shape<T, MM, R, 4, SW, AM>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
-    default: launch_shape<T, MM, R, 8, SW, AM>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
+  if constexpr (PRO == kProWarpNorm) {  // KS 1 only (launch_typed's check)
+    launch_shape<T, MM, R, 1, SW, PRO>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s);
+  } else {
+    switch (ks) {
+      case 1: launch_shape<T, MM, R, 1, SW, PRO>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
+      case 2: launch_shape<T, MM, R, 2, SW, PRO>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
+      case 4: launch_shape<T, MM, R, 4, SW, PRO>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
+      default: launch_shape<T, MM, R, 8, SW, PRO>(M, N, K, x, w, b, act, y, wc, nrm, mrg, s); break;
+    }
   }
 }
 
@@ -551,7 +645,7 @@ int pick_r(int64_t rows, int ks, bool sw) {
   return r;
 }
 
-template <class T, int MM, bool AM = false>
+template <class T, int MM, int PRO = kProPlain>
 void launch_mm(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act, void* y,
                int wc, const NormArgs& nrm, cudaStream_t s, const MergeArgs& mrg = MergeArgs{}) {
   const int ks = pick_ks<T, MM>(K);
@@ -561,14 +655,14 @@ void launch_mm(int64_t M, int64_t N, int64_t K, const void* x, const void* w, co
   const T* bp = static_cast<const T*>(bias);
   T* yp = static_cast<T*>(y);
   switch (r) {
-    case 4: launch_ks<T, MM, 4, false, AM>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, mrg, s); break;
-    case 2: launch_ks<T, MM, 2, false, AM>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, mrg, s); break;
-    default: launch_ks<T, MM, 1, false, AM>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, mrg, s); break;
+    case 4: launch_ks<T, MM, 4, false, PRO>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, mrg, s); break;
+    case 2: launch_ks<T, MM, 2, false, PRO>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, mrg, s); break;
+    default: launch_ks<T, MM, 1, false, PRO>(ks, M, N, K, xp, wp, bp, int(act), yp, wc, nrm, mrg, s); break;
   }
 }
 
 // swiglu: N outputs from 2N weight rows.
-template <class T, int MM>
+template <class T, int MM, int PRO = kProPlain>
 void launch_mm_swiglu(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, void* y, int wc,
                       const NormArgs& nrm, cudaStream_t s) {
   const int ks = pick_ks<T, MM>(K);
@@ -577,23 +671,37 @@ void launch_mm_swiglu(int64_t M, int64_t N, int64_t K, const void* x, const void
   const T* wp = static_cast<const T*>(w);
   const T* bp = static_cast<const T*>(bias);
   T* yp = static_cast<T*>(y);
-  if (r == 4) launch_ks<T, MM, 4, true, false>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, nrm, MergeArgs{}, s);
-  else launch_ks<T, MM, 2, true, false>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, nrm, MergeArgs{}, s);
+  if (r == 4) launch_ks<T, MM, 4, true, PRO>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, nrm, MergeArgs{}, s);
+  else launch_ks<T, MM, 2, true, PRO>(ks, M, N, K, xp, wp, bp, int(Act::Silu), yp, wc, nrm, MergeArgs{}, s);
+}
+
+bool warp_norm_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("SHARDRT_GEMV_WARP_NORM");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
 }
 
 template <class T>
 void launch_typed(int64_t M, int64_t N, int64_t K, const void* x, const void* w, const void* bias, Act act, void* y,
                   int wc, bool swiglu, const NormArgs& nrm, cudaStream_t s) {
+  // One row whose K is one round of a warp's loads: the warp norm prologue (SHARDRT_GEMV_WARP_NORM=0:
+  // the block prologue, for comparison).
+  const bool wn = M == 1 && nrm.mode && pick_ks<T, 1>(K) == 1 && warp_norm_enabled();
   if (swiglu) {
-    if (M == 1) launch_mm_swiglu<T, 1>(M, N, K, x, w, bias, y, wc, nrm, s);
+    if (wn) launch_mm_swiglu<T, 1, kProWarpNorm>(M, N, K, x, w, bias, y, wc, nrm, s);
+    else if (M == 1) launch_mm_swiglu<T, 1>(M, N, K, x, w, bias, y, wc, nrm, s);
     else launch_mm_swiglu<T, 4>(M, N, K, x, w, bias, y, wc, nrm, s);
     return;
   }
-  if (M == 1) launch_mm<T, 1>(M, N, K, x, w, bias, act, y, wc, nrm, s);
+  if (wn) launch_mm<T, 1, kProWarpNorm>(M, N, K, x, w, bias, act, y, wc, nrm, s);
+  else if (M == 1) launch_mm<T, 1>(M, N, K, x, w, bias, act, y, wc, nrm, s);
   else launch_mm<T, 4>(M, N, K, x, w, bias, act, y, wc, nrm, s);
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
 
 }  // namespace
 
@@ -662,9 +770,11 @@ bool launch_gemv_attn_merge(DType t, int64_t M, int64_t N, int64_t K, const Gemv
   if (!gemv_attn_merge_applies(t, M, N, K, m, w)) return false;
   const int wc = w_const ? 1 : 0;
   switch (t) {
-    case DType::F32: launch_mm<float, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, m); break;
-    case DType::F16: launch_mm<__half, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, m); break;
-    default: launch_mm<__nv_bfloat16, 1, true>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, m); break;
+    case DType::F32: launch_mm<float, 1, kProMerge>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, m); break;
+    case DType::F16: launch_mm<__half, 1, kProMerge>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, m); break;
+    default:
+      launch_mm<__nv_bfloat16, 1, kProMerge>(1, N, K, nullptr, w, bias, Act::None, y, wc, NormArgs{}, s, m);
+      break;
   }
   return true;
 }

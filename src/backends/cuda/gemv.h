@@ -26,8 +26,9 @@ bool launch_gemv_swiglu(DType t, int64_t M, int64_t N, int64_t K, const void* x,
                         void* y, bool w_const, cudaStream_t s);
 
 // shardrt.NormLinear's decode path: the GEMV with the norm in its prologue. Every block forms
-// S = X (+ R) and its LayerNorm / RMSNorm over K in shared memory before the product; block 0
-// stores `sum` (when `res`) and `normed`. Refused (false) as launch_gemv refuses, and when the
+// S = X (+ R) and its LayerNorm / RMSNorm over K before the product (in shared memory; one
+// row of at most 32·4 16-byte vectors: in every warp's registers, SHARDRT_GEMV_WARP_NORM=0
+// keeps it in shared memory); block 0 stores `sum` (when `res`) and `normed`. Refused (false) as launch_gemv refuses, and when the
 // M rows of X take more than kGemvNormMaxBytes or a norm pointer is not 16-byte aligned.
 inline constexpr size_t kGemvNormMaxBytes = 48 * 1024;
 struct GemvNorm {

@@ -2,7 +2,8 @@
 // the CPU kernel on the same inputs (the CPU kernel composes the norm and Linear kernels,
 // which their own tests check against references). Every output is compared: the decode
 // path (1 to 4 rows, W as [N, K]: the GEMV with the norm in its prologue, whose block 0 also
-// stores Normed and Sum) and the fallback (more rows, trans_b 0, K·bytes not a multiple of
+// stores Normed and Sum; one row whose K fits a warp's round takes the warp norm prologue,
+// more rows or longer ones the block prologue) and the fallback (more rows, trans_b 0, K·bytes not a multiple of
 // 16, rows too big for the prologue's shared memory: the norm kernel, then shardrt.Linear),
 // LayerNorm with and without its bias, RMSNorm, with and without the residual, Linear bias and
 // activations incl. swiglu, fp32 / fp16 / bf16. Outputs are poisoned (0xff) before the run.
@@ -160,6 +161,23 @@ TEST(CudaNormLinear, DecodeRowsTakeTheFusedGemv) {
   c.xd = {2, 512};
   c.N = 40;
   c.offset = 100.f;  // mean 100, spread ~1: the variance must be taken about the mean
+  cases.push_back(c);
+  c.xd = {1, 512};  // the same through the warp norm prologue (one row)
+  cases.push_back(c);
+  // One row whose K is one round of a warp's loads (fp16/bf16 K <= 1024, fp32 K <= 512): the
+  // warp norm prologue — a partly filled last round (K 200), exactly full (fp16 K 1024; fp32
+  // takes the block prologue there), swiglu through it.
+  c = Case{};
+  c.xd = {1, 1, 1024};
+  c.N = 77;
+  cases.push_back(c);
+  c.xd = {1, 200};
+  c.N = 96;
+  c.rms = true;
+  c.act = "swiglu";
+  cases.push_back(c);
+  c.residual = false;
+  c.bias = false;
   cases.push_back(c);
   uint32_t seed = 1;
   for (DType t : {DType::F32, DType::F16, DType::BF16})
