@@ -536,7 +536,7 @@ std::function<std::optional<int>()> add_generate_commands(CLI::App& app, CLI::Ap
   g->add_option("--tokenizer", ga->tokenizer, "tokenizer.json, or a folder with it or vocab.json + merges.txt");
   g->add_flag("--json", ga->json_out, "print a JSON document with every prompt's ids and text on stdout");
 
-  auto* t = app.add_subcommand("tokenize", "encode/decode with a GPT-2 byte-level BPE tokenizer (for tests)");
+  auto* t = app.add_subcommand("tokenize", "encode/decode with a byte-level BPE tokenizer (GPT-2, Llama-3; for tests)");
   t->group("");  // hidden from --help; documented in docs/cli.md
   t->add_option("--tokenizer", ta->tokenizer, "tokenizer.json, or a folder with it or vocab.json + merges.txt")->required();
   auto* o_text = t->add_option("--text", ta->text, "text to encode");

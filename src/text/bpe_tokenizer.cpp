@@ -1,6 +1,7 @@
 #include "text/bpe_tokenizer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <filesystem>
 #include <fstream>
@@ -41,6 +42,88 @@ void byte_table(std::string (&out)[256]) {
 }
 
 bool is_other(char32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); }
+
+std::string type_of(const nlohmann::json& j) { return j.is_object() ? j.value("type", std::string("?")) : "none"; }
+
+// The regexes of the Split pre-tokenizers this tokenizer runs by hand, as tokenizer.json spells them.
+constexpr const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr const char* kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+// A ByteLevel pre-tokenizer: no prefix space; its own GPT-2 regex on (alone) or off (after a Split).
+void check_byte_level(const nlohmann::json& p, bool regex, const std::string& file) {
+  if (p.value("add_prefix_space", false)) throw Error("tokenizer '" + file + "': add_prefix_space=true is not supported");
+  if (p.value("use_regex", true) != regex)
+    throw Error("tokenizer '" + file + "': a ByteLevel pre-tokenizer with use_regex=" + (regex ? "false" : "true") +
+                (regex ? " and no Split before it" : " after a Split") + " is not supported");
+}
+
+// GPT-2: ByteLevel (alone or as a one-element Sequence). Llama-3: Sequence [Split(Regex with
+// Llama-3's pattern, Isolated), ByteLevel(use_regex false)]; GPT-2's pattern in that Split is
+// GPT-2 again.
+BpeTokenizer::PreTokenizer read_pre_tokenizer(const nlohmann::json& pre, const std::string& file) {
+  const std::string supported = " (supported: ByteLevel, as GPT-2's; Sequence [Split with GPT-2's or Llama-3's regex, "
+                                "ByteLevel with use_regex false], as Llama-3's)";
+  if (type_of(pre) == "ByteLevel") {
+    check_byte_level(pre, true, file);
+    return BpeTokenizer::PreTokenizer::Gpt2;
+  }
+  if (type_of(pre) != "Sequence") throw Error("tokenizer '" + file + "': pre-tokenizer '" + type_of(pre) + "' is not supported" + supported);
+  const nlohmann::json ps = pre.value("pretokenizers", nlohmann::json::array());
+  std::string types;
+  for (const auto& p : ps) types += (types.empty() ? "" : ", ") + type_of(p);
+  if (ps.size() == 1 && type_of(ps[0]) == "ByteLevel") {
+    check_byte_level(ps[0], true, file);
+    return BpeTokenizer::PreTokenizer::Gpt2;
+  }
+  if (ps.size() != 2 || type_of(ps[0]) != "Split" || type_of(ps[1]) != "ByteLevel")
+    throw Error("tokenizer '" + file + "': pre-tokenizer Sequence [" + types + "] is not supported" + supported);
+  const nlohmann::json& sp = ps[0];
+  const nlohmann::json pat = sp.value("pattern", nlohmann::json());
+  const std::string regex = pat.is_object() ? pat.value("Regex", std::string()) : std::string();
+  if (regex.empty()) throw Error("tokenizer '" + file + "': the Split pre-tokenizer has no Regex pattern" + supported);
+  if (sp.value("behavior", std::string()) != "Isolated" || sp.value("invert", false))
+    throw Error("tokenizer '" + file + "': a Split pre-tokenizer with behavior '" + sp.value("behavior", std::string()) +
+                "'" + (sp.value("invert", false) ? " inverted" : "") + " is not supported (Isolated only)");
+  check_byte_level(ps[1], false, file);
+  if (regex == kLlama3Pattern) return BpeTokenizer::PreTokenizer::Llama3;
+  if (regex == kGpt2Pattern) return BpeTokenizer::PreTokenizer::Gpt2;
+  throw Error("tokenizer '" + file + "': the Split pre-tokenizer's regex " + regex + " is not one shardrt runs" + supported);
+}
+
+// The special tokens that the post-processor puts before and after a single sequence:
+// TemplateProcessing's "single" template (alone or in a Sequence beside ByteLevel, which
+// only adjusts offsets); none for no post-processor or ByteLevel alone.
+void read_post_processor(const nlohmann::json& post, const std::string& file, std::vector<int64_t>& prefix,
+                         std::vector<int64_t>& suffix) {
+  if (post.is_null()) return;
+  std::vector<nlohmann::json> procs;
+  if (type_of(post) == "Sequence") {
+    for (const auto& p : post.value("processors", nlohmann::json::array())) procs.push_back(p);
+  } else {
+    procs.push_back(post);
+  }
+  for (const auto& p : procs) {
+    const std::string ty = type_of(p);
+    if (ty == "ByteLevel") continue;
+    if (ty != "TemplateProcessing")
+      throw Error("tokenizer '" + file + "': post-processor '" + ty + "' is not supported (ByteLevel, TemplateProcessing)");
+    const nlohmann::json specials = p.value("special_tokens", nlohmann::json::object());
+    bool seen_a = false;
+    for (const auto& item : p.at("single")) {
+      if (item.contains("Sequence")) {
+        if (seen_a) throw Error("tokenizer '" + file + "': the single-sequence template holds the sequence twice");
+        seen_a = true;
+        continue;
+      }
+      const std::string name = item.at("SpecialToken").at("id").get<std::string>();
+      if (!specials.contains(name))
+        throw Error("tokenizer '" + file + "': the template's special token '" + name + "' is not in its special_tokens");
+      for (const auto& id : specials.at(name).at("ids")) (seen_a ? suffix : prefix).push_back(id.get<int64_t>());
+    }
+    if (!seen_a) throw Error("tokenizer '" + file + "': the single-sequence template does not hold the sequence ($A)");
+  }
+}
 
 }  // namespace
 
@@ -90,6 +173,72 @@ std::vector<std::string_view> BpeTokenizer::pre_tokenize(std::string_view text) 
   return out;
 }
 
+// Llama-3's regex, matched by hand (at each position the first alternative that matches
+// wins; within one, greedy with backtracking, as the regex engine does):
+//   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+//   \s*[\r\n]+|\s+(?!\S)|\s+
+std::vector<std::string_view> BpeTokenizer::pre_tokenize_llama3(std::string_view text) {
+  std::vector<Utf8Char> cs = utf8_chars(text);
+  std::vector<std::string_view> out;
+  const size_t n = cs.size();
+  size_t i = 0;
+  auto piece = [&](size_t a, size_t b) {  // chars [a, b)
+    const char* p = cs[a].bytes.data();
+    const char* e = cs[b - 1].bytes.data() + cs[b - 1].bytes.size();
+    out.emplace_back(p, size_t(e - p));
+    i = b;
+  };
+  auto run = [&](size_t j, bool (*cls)(char32_t)) {
+    while (j < n && cls(cs[j].cp)) ++j;
+    return j;
+  };
+  auto lower = [&](size_t j) -> char32_t { return j < n && cs[j].cp < 128 ? char32_t(std::tolower(int(cs[j].cp))) : 0; };
+  auto crlf = [](char32_t c) { return c == '\r' || c == '\n'; };
+  while (i < n) {
+    const char32_t c = cs[i].cp;
+    // (?i:'s|'t|'re|'ve|'m|'ll|'d): ASCII case-insensitive.
+    if (c == '\'') {
+      const char32_t d = lower(i + 1), e = lower(i + 2);
+      if (d == 's' || d == 't' || d == 'm' || d == 'd') { piece(i, i + 2); continue; }
+      if ((d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l')) { piece(i, i + 3); continue; }
+    }
+    // [^\r\n\p{L}\p{N}]?\p{L}+
+    if (!crlf(c) && !is_letter(c) && !is_number(c) && i + 1 < n && is_letter(cs[i + 1].cp)) {
+      piece(i, run(i + 1, &is_letter));
+      continue;
+    }
+    if (is_letter(c)) { piece(i, run(i, &is_letter)); continue; }
+    // \p{N}{1,3}
+    if (is_number(c)) {
+      size_t e = i;
+      while (e < n && e < i + 3 && is_number(cs[e].cp)) ++e;
+      piece(i, e);
+      continue;
+    }
+    // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+    {
+      const size_t s0 = (c == ' ' && i + 1 < n && is_other(cs[i + 1].cp)) ? i + 1 : i;
+      if (is_other(cs[s0].cp)) {
+        size_t e = run(s0, &is_other);
+        while (e < n && crlf(cs[e].cp)) ++e;
+        piece(i, e);
+        continue;
+      }
+    }
+    // Whitespace from here on (every other character matched above).
+    const size_t r = run(i, &is_space);
+    // \s*[\r\n]+: up to the run's last newline.
+    size_t last_nl = n;
+    for (size_t j = i; j < r; ++j)
+      if (crlf(cs[j].cp)) last_nl = j;
+    if (last_nl != n) { piece(i, last_nl + 1); continue; }
+    // \s+(?!\S) leaves the run's last space to what follows; \s+ otherwise (one space).
+    if (r < n && r - i > 1) { piece(i, r - 1); continue; }
+    piece(i, r > i ? r : i + 1);
+  }
+  return out;
+}
+
 BpeTokenizer BpeTokenizer::load(const std::string& path) {
   namespace fs = std::filesystem;
   if (fs::is_directory(path)) {
@@ -108,17 +257,11 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& file) {
   if (m.value("type", std::string()) != "BPE")
     throw Error("tokenizer '" + file + "': model type '" + m.value("type", std::string("?")) +
                 "' is not supported (byte-level BPE only)");
-  const auto& pre = j.value("pre_tokenizer", nlohmann::json());
-  bool byte_level = pre.is_object() && pre.value("type", std::string()) == "ByteLevel";
-  if (pre.is_object() && pre.value("type", std::string()) == "Sequence")
-    for (const auto& p : pre.value("pretokenizers", nlohmann::json::array()))
-      byte_level |= p.value("type", std::string()) == "ByteLevel";
-  if (!byte_level) throw Error("tokenizer '" + file + "': only a ByteLevel pre-tokenizer (GPT-2 style) is supported");
-  if (pre.value("add_prefix_space", false))
-    throw Error("tokenizer '" + file + "': add_prefix_space=true is not supported");
   if (!j.value("normalizer", nlohmann::json()).is_null())
     throw Error("tokenizer '" + file + "': normalizers are not supported");
   try {
+    t.pre_ = read_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), file);
+    read_post_processor(j.value("post_processor", nlohmann::json()), file, t.prefix_ids_, t.suffix_ids_);
     for (auto& [tok, id] : m.at("vocab").items()) t.vocab_[tok] = id.get<int64_t>();
     int rank = 0;
     for (const auto& mg : m.at("merges")) {
@@ -224,10 +367,12 @@ void BpeTokenizer::bpe_piece(std::string_view piece, std::vector<int64_t>& out) 
 }
 
 std::vector<int64_t> BpeTokenizer::encode(std::string_view text) const {
-  std::vector<int64_t> out;
+  std::vector<int64_t> out = prefix_ids_;
   size_t start = 0, i = 0;
   auto plain = [&](size_t a, size_t b) {
-    for (std::string_view p : pre_tokenize(text.substr(a, b - a))) bpe_piece(p, out);
+    const std::string_view part = text.substr(a, b - a);
+    for (std::string_view p : pre_ == PreTokenizer::Llama3 ? pre_tokenize_llama3(part) : pre_tokenize(part))
+      bpe_piece(p, out);
   };
   while (i < text.size()) {
     bool hit = false;
@@ -244,6 +389,7 @@ std::vector<int64_t> BpeTokenizer::encode(std::string_view text) const {
     if (!hit) ++i;
   }
   plain(start, text.size());
+  out.insert(out.end(), suffix_ids_.begin(), suffix_ids_.end());
   return out;
 }
 

@@ -1,7 +1,7 @@
-// GPT-2 pre-tokenization and byte-level BPE (src/text). The expected pieces were produced by
-// Hugging Face `tokenizers` 0.23 (pre_tokenizers.Split with GPT-2's regex, "isolated"), pasted
-// here as JSON; the end-to-end comparison with a trained tokenizer is in
-// tests/python/test_tokenizer.py.
+// GPT-2 and Llama-3 pre-tokenization and byte-level BPE (src/text). The expected pieces were
+// produced by Hugging Face `tokenizers` 0.23 (pre_tokenizers.Split with the model's regex,
+// "isolated"), pasted here as JSON; the end-to-end comparisons with trained tokenizers are in
+// tests/python/test_generate.py.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -23,6 +23,24 @@ TEST(BpeTokenizer, PreTokenizeMatchesHuggingFace) {
     for (auto p : BpeTokenizer::pre_tokenize(text)) got.emplace_back(p);
     EXPECT_EQ(got, want) << "text: " << text;
   }
+}
+
+// Llama-3's pre-tokenization regex (a Split pre-tokenizer before ByteLevel without its own
+// regex); the expected pieces from `tokenizers` 0.23.3 (pre_tokenizers.Split with that regex,
+// "isolated"): newline runs, digit triples, one non-letter before a word, case-insensitive
+// contractions (ASCII only: 'ſ is no contraction).
+TEST(BpeTokenizer, PreTokenizeLlama3MatchesHuggingFace) {
+  auto cases = nlohmann::json::parse(R"json([["Hello world", ["Hello", " world"]], ["  two  spaces  ", [" ", " two", " ", " spaces", "  "]], ["it's we're I'll they've 'S IT'S We'RE 'Ll '\u017f", ["it", "'s", " we", "'re", " I", "'ll", " they", "'ve", " '", "S", " IT", "'S", " We", "'RE", " '", "Ll", " '", "\u017f"]], ["tab\tnew\nline\r\n", ["tab", "\tnew", "\n", "line", "\r\n"]], ["x  \n\ny", ["x", "  \n\n", "y"]], ["a\n\n\n  b", ["a", "\n\n\n", " ", " b"]], ["  \n  \n  x", ["  \n  \n", " ", " x"]], ["end\n ", ["end", "\n", " "]], [" \n", [" \n"]], ["\r\n\r\n", ["\r\n\r\n"]], ["\t\n\tz", ["\t\n", "\tz"]], ["123abc 4.5e-3", ["123", "abc", " ", "4", ".", "5", "e", "-", "3"]], ["1234567 12 1", ["123", "456", "7", " ", "12", " ", "1"]], ["h\u00e9llo w\u00f6rld \u00f1", ["h\u00e9llo", " w\u00f6rld", " \u00f1"]], ["\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8 \u6f22\u5b57", ["\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8", " \u6f22\u5b57"]], ["emoji \ud83d\ude42\ud83d\ude42 ok!!", ["emoji", " \ud83d\ude42\ud83d\ude42", " ok", "!!"]], ["a , b ;; c", ["a", " ,", " b", " ;;", " c"]], ["   ", ["   "]], ["", []], ["end with space ", ["end", " with", " space", " "]], ["\u00fcn\u00efc\u00f6d\u00e9  \u00a0 nbsp", ["\u00fcn\u00efc\u00f6d\u00e9", "  \u00a0", " nbsp"]], ["\u0663\u0664\u0665\u0666 arabic digits", ["\u0663\u0664\u0665", "\u0666", " arabic", " digits"]], ["mixed123numbers456", ["mixed", "123", "numbers", "456"]], [".hello ,world (x) [y]", [".hello", " ,", "world", " (", "x", ")", " [", "y", "]"]], ["\"quoted\" 'single'", ["\"quoted", "\"", " '", "single", "'"]], ["!!\n\nfoo", ["!!\n\n", "foo"]], ["??  \r\n bar", ["??", "  \r\n", " bar"]], ["a-b_c", ["a", "-b", "_c"]], ["$100.00 50%", ["$", "100", ".", "00", " ", "50", "%"]], ["\u00a0word \u3000word", ["\u00a0word", " ", "\u3000word"]], ["x\n", ["x", "\n"]], ["\n", ["\n"]], ["'", ["'"]], ["'s", ["'s"]], ["don't", ["don", "'t"]], ["D'Artagnan", ["D", "'Artagnan"]], ["  \u00a0\n", ["  \u00a0\n"]], ["foo\u2028bar", ["foo", "\u2028bar"]], ["tab\t\tx", ["tab", "\t", "\tx"]], ["line1\nline2\n\nline4  \n  end", ["line", "1", "\n", "line", "2", "\n\n", "line", "4", "  \n", " ", " end"]]])json");
+  for (auto& c : cases) {
+    std::string text = c[0].get<std::string>();
+    std::vector<std::string> want = c[1].get<std::vector<std::string>>();
+    std::vector<std::string> got;
+    for (auto p : BpeTokenizer::pre_tokenize_llama3(text)) got.emplace_back(p);
+    EXPECT_EQ(got, want) << "text: " << nlohmann::json(text).dump();
+  }
+  std::string joined, bad = "ok\xff\xfe bad \xc3";
+  for (auto p : BpeTokenizer::pre_tokenize_llama3(bad)) joined += std::string(p);
+  EXPECT_EQ(joined, bad);  // invalid UTF-8 keeps every byte
 }
 
 TEST(BpeTokenizer, InvalidUtf8KeepsEveryByte) {

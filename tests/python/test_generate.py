@@ -73,6 +73,43 @@ def tokenizer_dir(tmp_path_factory):
     return d
 
 
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                r"\s*[\r\n]+|\s+(?!\S)|\s+")
+BOS3 = "<|begin_of_text|>"
+
+
+def train_llama3_tokenizer(out: Path, vocab_size: int, pattern: str = LLAMA3_REGEX):
+    """A tokenizer laid out as Llama-3's tokenizer.json is: a Split pre-tokenizer with its regex
+    before ByteLevel without one, ignore_merges, and a TemplateProcessing post-processor that
+    puts <|begin_of_text|> first."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[BOS3, EOT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS + ["Line one\nline two\r\n\n  indented 1234567 digits"] * 10, trainer)
+    bos = tok.token_to_id(BOS3)
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single=f"{BOS3} $A", pair=f"{BOS3} $A {BOS3} $B", special_tokens=[(BOS3, bos)]),
+    ])
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / "tokenizer.json"))
+    return tok
+
+
+@pytest.fixture(scope="module")
+def llama3_tokenizer(tmp_path_factory, hf_tokenizer):
+    """(folder, tokenizers.Tokenizer): no larger than the checkpoints' vocabulary."""
+    d = tmp_path_factory.mktemp("tokenizer_llama3")
+    tok = train_llama3_tokenizer(d, hf_tokenizer.get_vocab_size())
+    assert tok.get_vocab_size() <= hf_tokenizer.get_vocab_size()
+    return d, tok
+
+
 @pytest.fixture(scope="module")
 def hf_tokenizer(tokenizer_dir):
     from tokenizers import Tokenizer
@@ -443,6 +480,64 @@ TEXTS = [
     "unseen words: xylophone quizzical",
     "",
 ]
+
+
+# Where Llama-3's regex splits differently from GPT-2's: newline runs, digit triples, a
+# non-letter joined to the word after it, case-insensitive contractions.
+LLAMA3_TEXTS = [
+    "a\n\n\n  b", "  \n  \n  x", "\t\n\tz", "1234567 12 1", "IT'S We'RE 'Ll", ".hello ,world (x) [y]",
+    "!!\n\nfoo", "??  \r\n bar", "$100.00 50%", "\u00a0word \u3000word", "line1\nline2\n\nline4  \n  end",
+]
+
+
+def test_tokenize_llama3_matches_tokenizers(llama3_tokenizer):
+    path, hf = llama3_tokenizer
+    for text in TEXTS + LLAMA3_TEXTS:
+        want = hf.encode(text).ids  # <|begin_of_text|> first, as the post-processor adds it
+        r = call(["tokenize", "--tokenizer", path, "--text", text])
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["ids"] == want, repr(text)
+        r = call(["tokenize", "--tokenizer", path, "--decode", ",".join(map(str, want))])
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["text"] == hf.decode(want, skip_special_tokens=False) == BOS3 + text
+
+
+def test_text_prompt_with_llama3_tokenizer_matches_transformers(checkpoints, llama3_tokenizer):
+    model, ckpt = checkpoints["llama"]
+    path, hf = llama3_tokenizer
+    texts = ["The quick brown fox", "Line one\nline two 1234567"]
+    doc = generate(ckpt, texts=texts, extra=["--max-new-tokens", 12, "--no-stop", "--tokenizer", path / "tokenizer.json"])
+    for t, r in zip(texts, doc["results"]):
+        ids = hf.encode(t).ids
+        assert ids[0] == hf.token_to_id(BOS3) and r["prompt_ids"] == ids
+        assert r["ids"] == reference(model, ids, 12)
+
+
+def test_tokenizer_layouts_it_does_not_run_are_refused(tmp_path):
+    """A pre-tokenizer whose splits shardrt would not reproduce is refused, naming the file and
+    the part, rather than run with GPT-2's regex."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+
+    qwen = tmp_path / "qwen"  # Qwen2's regex: single digits
+    train_llama3_tokenizer(qwen, 300, pattern=LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}"))
+    r = call(["tokenize", "--tokenizer", qwen / "tokenizer.json", "--text", "x"])
+    assert r.returncode != 0 and "is not one shardrt runs" in r.stderr and "tokenizer.json" in r.stderr, r.stderr
+    tok = Tokenizer.from_file(str(qwen / "tokenizer.json"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.save(str(tmp_path / "digits.json"))
+    r = call(["tokenize", "--tokenizer", tmp_path / "digits.json", "--text", "x"])
+    assert r.returncode != 0 and "pre-tokenizer Sequence [Digits, ByteLevel] is not supported" in r.stderr, r.stderr
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_REGEX), behavior="isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.save(str(tmp_path / "double.json"))
+    r = call(["tokenize", "--tokenizer", tmp_path / "double.json", "--text", "x"])
+    assert r.returncode != 0 and "use_regex=true after a Split is not supported" in r.stderr, r.stderr
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.normalizer = normalizers.NFC()
+    tok.save(str(tmp_path / "nfc.json"))
+    r = call(["tokenize", "--tokenizer", tmp_path / "nfc.json", "--text", "x"])
+    assert r.returncode != 0 and "normalizers are not supported" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("source", ["tokenizer.json", "vocab+merges"])
