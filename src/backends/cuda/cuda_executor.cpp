@@ -323,7 +323,14 @@ class CudaBackend final : public ExecBackend {
     ++S.eager_runs;
     if (!staged_reason.empty()) note_not_captured(S, staged_reason);
     if (want_graph && S.capturable) {
-      if (S.eager_runs >= 2) capture(S);
+      if (S.eager_runs >= 2) {
+        // Capture only after this eager run's work has completed, under the collective
+        // timeout: NCCL may wait for its earlier kernels when a capture starts using the
+        // communicator, and a peer that stopped answering would block that wait forever
+        // instead of being reported (on 2 GPUs, bench/RESULTS.md). Once per signature.
+        if (dcomm) sync_stream();
+        capture(S);
+      }
     }
     else if (graphs && !profiling && !check_numerics && !S.capturable) note_not_captured(S, S.why_not);
   }
