@@ -3,12 +3,16 @@
 # and TP 2 (`shardrt build --tp N`, then `shardrt generate` under mpirun), beside Hugging Face
 # transformers on one GPU (eager) and at TP 2 (`tp_plan="auto"`: DTensor, eager, torchrun).
 #
-#   python3 bench/gpu_tp_scaling.py --bin BUILD_BIN_DIR --out OUT [--tp 1,2]
+#   python3 bench/gpu_tp_scaling.py --bin BUILD_BIN_DIR --out OUT [--tp 1,2] [--dp-gpt2 1,2] [--no-peer]
 #
-# shardrt: prefill_ms of the 2048-token prompt and decode tokens/s from `generate --json`
-# (64 new tokens; batch 32: 32 prompts of 128 tokens, --max-batch 32). Per-step decode
-# latency = rows / (tokens/s). Peer: one prefill call timed with CUDA events, and decode
-# steps of batch 1 / 32 with a DynamicCache (median of 20 steps, the cache cropped back).
+# shardrt, from `generate --json` summaries, as differences of two runs so that what each
+# process pays once (eager runs, CUDA graph capture, timing GEMM tactics for new shapes)
+# cancels: warm prefill of a 2048-token prompt = (three such prompts one after another - one)
+# / 2; decode step = (decode time with 144 new tokens - with 16) / 128, at batch 1 (2048
+# cached) and 32 (32 prompts of 128 tokens). --dp-gpt2 1,2 adds GPT-2 124M fp16 data parallel
+# (32 prompts, max-batch 16 per rank; the slowest group's step). Peer: one prefill call timed
+# with CUDA events, and decode steps of batch 1 / 32 with a DynamicCache (median of 20 steps,
+# the cache cropped back).
 import argparse
 import json
 import os
@@ -55,7 +59,7 @@ if int(os.environ.get("RANK", "0")) == 0:
 
 
 def run(cmd, log_path, env=None, timeout=600):
-    log("$", " ".join(map(str, cmd)))
+    log("$", " ".join(str(c) if len(str(c)) < 80 else str(c)[:40] + "..." for c in cmd))
     t = time.time()
     p = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=timeout,
                        env=dict(os.environ, **(env or {})))
@@ -71,6 +75,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--tp", default="1,2")
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--dp-gpt2", default="", help="also GPT-2 data parallel over these rank counts, e.g. 1,2")
     args = ap.parse_args()
     tps = [int(x) for x in args.tp.split(",")]
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -88,9 +93,24 @@ def main():
     rows = []
     mpirun = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-x", "LD_LIBRARY_PATH", "-x",
               "NCCL_NVLS_ENABLE"]
+    shardrt = os.path.join(args.bin, "shardrt")
+
+    def gen(launch, eng, prompts, new_tokens, extra, tag):
+        """generate's JSON summary (None on failure)."""
+        cmd = launch + [shardrt, "generate", eng] + sum((["--prompt-ids", x] for x in prompts), [])
+        cmd += ["--max-new-tokens", new_tokens, "--no-stop", "--device", "cuda", "--json", *extra]
+        p = run(cmd, os.path.join(args.out, f"gen_{tag}.log"))
+        return json.loads(p.stdout)["summary"] if p.returncode == 0 else None
+
+    def decode_step_ms(launch, eng, prompts, extra, tag):
+        """Steady-state decode step: the difference of two runs (16 and 144 new tokens), so that
+        what each process pays once (eager runs, graph capture, tactic timing) cancels."""
+        a = gen(launch, eng, prompts, 16, extra, tag + "_16")
+        b = gen(launch, eng, prompts, 144, extra, tag + "_144")
+        return None if not a or not b else (b["decode_ms"] - a["decode_ms"]) / 128
+
     prompt = ",".join(str((i * 7919) % 128000) for i in range(2048))
     short = ",".join(str((i * 104729) % 128000) for i in range(128))
-    shardrt = os.path.join(args.bin, "shardrt")
     for tp in tps:
         eng = d + f"_tp{tp}"
         b = run([shardrt, "build", d, "-o", eng, "--tp", tp, "--max-batch", 32, "--max-seq", 2304, "--dtype", "bf16",
@@ -100,20 +120,31 @@ def main():
             continue
         launch = mpirun + ["-n", str(tp)] if tp > 1 else []
         r = {"tp": tp}
-        p = run(launch + [shardrt, "generate", eng, "--prompt-ids", prompt, "--max-new-tokens", 64, "--no-stop",
-                          "--device", "cuda", "--json"], os.path.join(args.out, f"gen_b1_tp{tp}.log"))
-        if p.returncode == 0:
-            s = json.loads(p.stdout)["summary"]
-            r["prefill_2048_ms"] = s["prefill_ms"]
-            r["decode_b1_tok_s"] = s["decode_tokens_per_s"]
-        p = run(launch + [shardrt, "generate", eng, *sum([["--prompt-ids", short] for _ in range(32)], []),
-                          "--max-new-tokens", 64, "--no-stop", "--max-batch", 32, "--device", "cuda", "--json"],
-                os.path.join(args.out, f"gen_b32_tp{tp}.log"))
-        if p.returncode == 0:
-            r["decode_b32_tok_s"] = json.loads(p.stdout)["summary"]["decode_tokens_per_s"]
+        # Prefill of one 2048-token prompt, warm: (three prompts one after another - one) / 2.
+        one = gen(launch, eng, [prompt], 1, ["--max-batch", 1], f"prefill1_tp{tp}")
+        three = gen(launch, eng, [prompt] * 3, 1, ["--max-batch", 1], f"prefill3_tp{tp}")
+        if one and three:
+            r["prefill_2048_first_ms"] = one["prefill_ms"]
+            r["prefill_2048_warm_ms"] = (three["prefill_ms"] - one["prefill_ms"]) / 2
+        r["decode_b1_ms"] = decode_step_ms(launch, eng, [prompt], [], f"b1_tp{tp}")
+        r["decode_b32_ms"] = decode_step_ms(launch, eng, [short] * 32, ["--max-batch", 32], f"b32_tp{tp}")
         rows.append(r)
         log(r)
         subprocess.run(["rm", "-rf", eng])
+    if args.dp_gpt2:
+        # GPT-2 124M fp16 data parallel: 32 prompts of 64 tokens, max-batch 16 per rank.
+        from transformers import GPT2Config, GPT2LMHeadModel
+        g = tempfile.mkdtemp(prefix="gpt2dp_")
+        GPT2LMHeadModel(GPT2Config()).half().save_pretrained(g)
+        run([shardrt, "build", g, "-o", g + "_eng", "--max-batch", 16, "--max-seq", 320, "--dtype", "fp16", "--device",
+             "cuda"], os.path.join(args.out, "build_gpt2dp.log"))
+        prompts = [",".join(str((j * 31 + i * 7) % 50000) for j in range(64)) for i in range(32)]
+        for n in [int(x) for x in args.dp_gpt2.split(",")]:
+            launch = mpirun + ["-n", str(n)] if n > 1 else []
+            step = decode_step_ms(launch, g + "_eng", prompts, ["--max-batch", 16, "--dp", n], f"gpt2dp{n}")
+            rows.append({"dp": n, "decode_step_ms_slowest_group": step,
+                         "tokens_per_s": None if not step else 32 * 1000 / step})
+            log(rows[-1])
     if not args.no_peer:
         script = os.path.join(args.out, "peer_tp.py")
         with open(script, "w") as f:
