@@ -125,31 +125,40 @@ void read_post_processor(const nlohmann::json& post, const std::string& file, st
   }
 }
 
+// A pre-tokenizer's pass over the decoded characters of one text: run(j, cls) is the end of
+// the run of class `cls` from character j; piece(a, b) appends characters [a, b) as a piece.
+struct CharScan {
+  std::vector<Utf8Char> cs;
+  std::vector<std::string_view> out;
+  explicit CharScan(std::string_view text) : cs(utf8_chars(text)) {}
+  size_t run(size_t j, bool (*cls)(char32_t)) const {
+    while (j < cs.size() && cls(cs[j].cp)) ++j;
+    return j;
+  }
+  void piece(size_t a, size_t b) {
+    const char* p = cs[a].bytes.data();
+    const char* e = cs[b - 1].bytes.data() + cs[b - 1].bytes.size();
+    out.emplace_back(p, size_t(e - p));
+  }
+};
+
 }  // namespace
 
 // GPT-2's regex, matched by hand (leftmost alternative wins, as the regex engine does):
 //   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 std::vector<std::string_view> BpeTokenizer::pre_tokenize(std::string_view text) {
-  std::vector<Utf8Char> cs = utf8_chars(text);
-  std::vector<std::string_view> out;
-  size_t n = cs.size(), i = 0;
-  auto piece = [&](size_t a, size_t b) {  // chars [a, b)
-    const char* p = cs[a].bytes.data();
-    const char* e = cs[b - 1].bytes.data() + cs[b - 1].bytes.size();
-    out.emplace_back(p, size_t(e - p));
-  };
-  auto run = [&](size_t j, bool (*cls)(char32_t)) {
-    while (j < n && cls(cs[j].cp)) ++j;
-    return j;
-  };
+  CharScan sc(text);
+  const std::vector<Utf8Char>& cs = sc.cs;
+  const size_t n = cs.size();
+  size_t i = 0;
   while (i < n) {
     char32_t c = cs[i].cp;
     if (c == '\'' && i + 1 < n) {
       char32_t d = cs[i + 1].cp;
-      if (d == 's' || d == 't' || d == 'm' || d == 'd') { piece(i, i + 2); i += 2; continue; }
+      if (d == 's' || d == 't' || d == 'm' || d == 'd') { sc.piece(i, i + 2); i += 2; continue; }
       if (i + 2 < n) {
         char32_t e = cs[i + 2].cp;
-        if ((d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l')) { piece(i, i + 3); i += 3; continue; }
+        if ((d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l')) { sc.piece(i, i + 3); i += 3; continue; }
       }
     }
     // ` ?X+` for the three classes: with the optional space first, then without.
@@ -157,20 +166,20 @@ std::vector<std::string_view> BpeTokenizer::pre_tokenize(std::string_view text) 
     for (auto cls : {&is_letter, &is_number, &is_other}) {
       size_t s = (c == ' ' && i + 1 < n && cls(cs[i + 1].cp)) ? i + 1 : i;
       if (!cls(cs[s].cp)) continue;
-      size_t e = run(s, cls);
-      piece(i, e);
+      size_t e = sc.run(s, cls);
+      sc.piece(i, e);
       i = e;
       matched = true;
       break;
     }
     if (matched) continue;
     // Whitespace: \s+(?!\S) leaves the run's last space to the word that follows it.
-    size_t e = run(i, &is_space);
+    size_t e = sc.run(i, &is_space);
     if (e < n && e - i > 1) e -= 1;
-    piece(i, e);
+    sc.piece(i, e);
     i = e;
   }
-  return out;
+  return std::move(sc.out);
 }
 
 // Llama-3's regex, matched by hand (at each position the first alternative that matches
@@ -178,19 +187,13 @@ std::vector<std::string_view> BpeTokenizer::pre_tokenize(std::string_view text) 
 //   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
 //   \s*[\r\n]+|\s+(?!\S)|\s+
 std::vector<std::string_view> BpeTokenizer::pre_tokenize_llama3(std::string_view text) {
-  std::vector<Utf8Char> cs = utf8_chars(text);
-  std::vector<std::string_view> out;
+  CharScan sc(text);
+  const std::vector<Utf8Char>& cs = sc.cs;
   const size_t n = cs.size();
   size_t i = 0;
-  auto piece = [&](size_t a, size_t b) {  // chars [a, b)
-    const char* p = cs[a].bytes.data();
-    const char* e = cs[b - 1].bytes.data() + cs[b - 1].bytes.size();
-    out.emplace_back(p, size_t(e - p));
+  auto take = [&](size_t b) {  // characters [i, b) as the next piece
+    sc.piece(i, b);
     i = b;
-  };
-  auto run = [&](size_t j, bool (*cls)(char32_t)) {
-    while (j < n && cls(cs[j].cp)) ++j;
-    return j;
   };
   auto lower = [&](size_t j) -> char32_t { return j < n && cs[j].cp < 128 ? char32_t(std::tolower(int(cs[j].cp))) : 0; };
   auto crlf = [](char32_t c) { return c == '\r' || c == '\n'; };
@@ -199,44 +202,44 @@ std::vector<std::string_view> BpeTokenizer::pre_tokenize_llama3(std::string_view
     // (?i:'s|'t|'re|'ve|'m|'ll|'d): ASCII case-insensitive.
     if (c == '\'') {
       const char32_t d = lower(i + 1), e = lower(i + 2);
-      if (d == 's' || d == 't' || d == 'm' || d == 'd') { piece(i, i + 2); continue; }
-      if ((d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l')) { piece(i, i + 3); continue; }
+      if (d == 's' || d == 't' || d == 'm' || d == 'd') { take(i + 2); continue; }
+      if ((d == 'r' && e == 'e') || (d == 'v' && e == 'e') || (d == 'l' && e == 'l')) { take(i + 3); continue; }
     }
     // [^\r\n\p{L}\p{N}]?\p{L}+
     if (!crlf(c) && !is_letter(c) && !is_number(c) && i + 1 < n && is_letter(cs[i + 1].cp)) {
-      piece(i, run(i + 1, &is_letter));
+      take(sc.run(i + 1, &is_letter));
       continue;
     }
-    if (is_letter(c)) { piece(i, run(i, &is_letter)); continue; }
+    if (is_letter(c)) { take(sc.run(i, &is_letter)); continue; }
     // \p{N}{1,3}
     if (is_number(c)) {
       size_t e = i;
       while (e < n && e < i + 3 && is_number(cs[e].cp)) ++e;
-      piece(i, e);
+      take(e);
       continue;
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
     {
       const size_t s0 = (c == ' ' && i + 1 < n && is_other(cs[i + 1].cp)) ? i + 1 : i;
       if (is_other(cs[s0].cp)) {
-        size_t e = run(s0, &is_other);
+        size_t e = sc.run(s0, &is_other);
         while (e < n && crlf(cs[e].cp)) ++e;
-        piece(i, e);
+        take(e);
         continue;
       }
     }
     // Whitespace from here on (every other character matched above).
-    const size_t r = run(i, &is_space);
+    const size_t r = sc.run(i, &is_space);
     // \s*[\r\n]+: up to the run's last newline.
     size_t last_nl = n;
     for (size_t j = i; j < r; ++j)
       if (crlf(cs[j].cp)) last_nl = j;
-    if (last_nl != n) { piece(i, last_nl + 1); continue; }
+    if (last_nl != n) { take(last_nl + 1); continue; }
     // \s+(?!\S) leaves the run's last space to what follows; \s+ otherwise (one space).
-    if (r < n && r - i > 1) { piece(i, r - 1); continue; }
-    piece(i, r > i ? r : i + 1);
+    if (r < n && r - i > 1) { take(r - 1); continue; }
+    take(r);  // r > i: c is whitespace
   }
-  return out;
+  return std::move(sc.out);
 }
 
 BpeTokenizer BpeTokenizer::load(const std::string& path) {

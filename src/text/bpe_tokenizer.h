@@ -38,7 +38,6 @@ class BpeTokenizer {
   static std::vector<std::string_view> pre_tokenize_llama3(std::string_view text);
 
   enum class PreTokenizer { Gpt2, Llama3 };
-  PreTokenizer pre_tokenizer() const { return pre_; }
 
  private:
   void finish();  // builds the reverse tables after loading
