@@ -86,12 +86,14 @@ bool has_tokenizer_files(const std::string& dir) {
          (fs::is_regular_file(d / "vocab.json") && fs::is_regular_file(d / "merges.txt"));
 }
 
-// Decoding that never throws: an id the tokenizer does not know becomes U+FFFD.
-std::string decode_safe(const text::BpeTokenizer& t, const std::vector<int64_t>& ids) {
+// Decoding that never throws: an id the tokenizer does not know becomes U+FFFD. at_start:
+// the ids begin a text (a SentencePiece-style decoder strips its leading space there); a
+// continuation of a prompt decodes with at_start false, so that prompt + text is the whole.
+std::string decode_safe(const text::BpeTokenizer& t, const std::vector<int64_t>& ids, bool at_start) {
   std::string s;
-  for (int64_t id : ids) {
+  for (size_t i = 0; i < ids.size(); ++i) {
     try {
-      s += t.decode({id});
+      s += t.decode({ids[i]}, at_start && i == 0);
     } catch (const Error&) {
       s += "\xEF\xBF\xBD";
     }
@@ -194,7 +196,7 @@ class OrderedPrinter {
         int64_t id = r.ids[r.emitted];
         bool last_stop = r.finished && r.stopped && r.emitted + 1 == r.ids.size();
         if (tok_) {
-          if (!last_stop) r.bytes += decode_safe(*tok_, {id});
+          if (!last_stop) r.bytes += decode_safe(*tok_, {id}, false);
         } else {
           std::fprintf(f_, "%s%lld", r.emitted ? " " : "", static_cast<long long>(id));
         }
@@ -332,7 +334,7 @@ int cmd_generate(const GenerateArgs& a) {
   for (auto [is_ids, k] : a.order) {
     if (is_ids) {
       prompts.push_back(parse_ids(a.prompt_ids[k], "--prompt-ids"));
-      prompt_texts.push_back(tok ? decode_safe(*tok, prompts.back()) : "");
+      prompt_texts.push_back(tok ? decode_safe(*tok, prompts.back(), true) : "");
     } else {
       prompts.push_back(tok->encode(a.prompts[k]));
       prompt_texts.push_back(a.prompts[k]);
@@ -447,7 +449,7 @@ int cmd_generate(const GenerateArgs& a) {
       if (tok) {
         std::vector<int64_t> body = r.ids;
         if (r.finish_reason == "stop" && !body.empty()) body.pop_back();
-        o["text"] = sanitize_utf8(decode_safe(*tok, body));
+        o["text"] = sanitize_utf8(decode_safe(*tok, body, false));
       }
       o["finish_reason"] = r.finish_reason;
       rs.push_back(o);
@@ -536,7 +538,7 @@ std::function<std::optional<int>()> add_generate_commands(CLI::App& app, CLI::Ap
   g->add_option("--tokenizer", ga->tokenizer, "tokenizer.json, or a folder with it or vocab.json + merges.txt");
   g->add_flag("--json", ga->json_out, "print a JSON document with every prompt's ids and text on stdout");
 
-  auto* t = app.add_subcommand("tokenize", "encode/decode with a byte-level BPE tokenizer (GPT-2, Llama-3; for tests)");
+  auto* t = app.add_subcommand("tokenize", "encode/decode with a BPE tokenizer (GPT-2, Llama-3, Llama-2/Mistral layouts; for tests)");
   t->group("");  // hidden from --help; documented in docs/cli.md
   t->add_option("--tokenizer", ta->tokenizer, "tokenizer.json, or a folder with it or vocab.json + merges.txt")->required();
   auto* o_text = t->add_option("--text", ta->text, "text to encode");

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "shardrt/engine.h"  // shardrt::Error
+#include "text/bpe_metaspace.h"
 #include "text/unicode.h"
 
 namespace shardrt::text {
@@ -42,8 +43,6 @@ void byte_table(std::string (&out)[256]) {
 }
 
 bool is_other(char32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); }
-
-std::string type_of(const nlohmann::json& j) { return j.is_object() ? j.value("type", std::string("?")) : "none"; }
 
 // The regexes of the Split pre-tokenizers this tokenizer runs by hand, as tokenizer.json spells them.
 constexpr const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
@@ -259,11 +258,16 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& file) {
   const auto& m = j.value("model", nlohmann::json::object());
   if (m.value("type", std::string()) != "BPE")
     throw Error("tokenizer '" + file + "': model type '" + m.value("type", std::string("?")) +
-                "' is not supported (byte-level BPE only)");
-  if (!j.value("normalizer", nlohmann::json()).is_null())
-    throw Error("tokenizer '" + file + "': normalizers are not supported");
+                "' is not supported (BPE only)");
+  for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
+    if (m.contains(k) && !m[k].is_null() && !(m[k].is_string() && m[k].get<std::string>().empty()))
+      throw Error("tokenizer '" + file + "': the BPE model's " + k + " is not supported");
+  if (m.contains("dropout") && !m["dropout"].is_null()) throw Error("tokenizer '" + file + "': BPE dropout is not supported");
   try {
-    t.pre_ = read_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), file);
+    if (read_metaspace_layout(j, file, t.ms_))
+      t.pre_ = PreTokenizer::Metaspace;
+    else
+      t.pre_ = read_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), file);
     read_post_processor(j.value("post_processor", nlohmann::json()), file, t.prefix_ids_, t.suffix_ids_);
     for (auto& [tok, id] : m.at("vocab").items()) t.vocab_[tok] = id.get<int64_t>();
     int rank = 0;
@@ -280,6 +284,12 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& file) {
       t.merge_rank_.emplace(std::make_pair(a, b), rank++);
     }
     t.ignore_merges_ = m.value("ignore_merges", false);
+    if (t.pre_ == PreTokenizer::Metaspace && m.contains("unk_token") && m["unk_token"].is_string()) {
+      const std::string unk = m["unk_token"].get<std::string>();
+      auto it = t.vocab_.find(unk);
+      if (it == t.vocab_.end()) throw Error("tokenizer '" + file + "': the unknown token '" + unk + "' is not in the vocabulary");
+      t.ms_.unk_id = it->second;
+    }
     for (const auto& at : j.value("added_tokens", nlohmann::json::array()))
       t.added_.emplace_back(at.at("content").get<std::string>(), at.at("id").get<int64_t>());
   } catch (const nlohmann::json::exception& e) {
@@ -330,17 +340,7 @@ void BpeTokenizer::finish() {
   std::sort(added_.begin(), added_.end(), [](auto& a, auto& b) { return a.first.size() > b.first.size(); });
 }
 
-void BpeTokenizer::bpe_piece(std::string_view piece, std::vector<int64_t>& out) const {
-  std::vector<std::string> word;
-  std::string whole;
-  for (unsigned char b : piece) {
-    word.push_back(byte_char_[b]);
-    whole += byte_char_[b];
-  }
-  if (ignore_merges_) {
-    auto it = vocab_.find(whole);
-    if (it != vocab_.end()) { out.push_back(it->second); return; }
-  }
+void BpeTokenizer::merge(std::vector<std::string>& word) const {
   while (word.size() > 1) {
     int best = INT_MAX;
     size_t at = 0;
@@ -362,6 +362,20 @@ void BpeTokenizer::bpe_piece(std::string_view piece, std::vector<int64_t>& out) 
     }
     word.swap(next);
   }
+}
+
+void BpeTokenizer::bpe_piece(std::string_view piece, std::vector<int64_t>& out) const {
+  std::vector<std::string> word;
+  std::string whole;
+  for (unsigned char b : piece) {
+    word.push_back(byte_char_[b]);
+    whole += byte_char_[b];
+  }
+  if (ignore_merges_) {
+    auto it = vocab_.find(whole);
+    if (it != vocab_.end()) { out.push_back(it->second); return; }
+  }
+  merge(word);
   for (const std::string& s : word) {
     auto it = vocab_.find(s);
     if (it == vocab_.end()) throw Error("tokenizer: symbol '" + s + "' is not in the vocabulary (no unknown token in byte-level BPE)");
@@ -374,6 +388,7 @@ std::vector<int64_t> BpeTokenizer::encode(std::string_view text) const {
   size_t start = 0, i = 0;
   auto plain = [&](size_t a, size_t b) {
     const std::string_view part = text.substr(a, b - a);
+    if (pre_ == PreTokenizer::Metaspace) return metaspace_segment(part, a == 0, out);
     for (std::string_view p : pre_ == PreTokenizer::Llama3 ? pre_tokenize_llama3(part) : pre_tokenize(part))
       bpe_piece(p, out);
   };
@@ -396,19 +411,25 @@ std::vector<int64_t> BpeTokenizer::encode(std::string_view text) const {
   return out;
 }
 
-std::string BpeTokenizer::decode(const std::vector<int64_t>& ids) const {
+std::string BpeTokenizer::decode(const std::vector<int64_t>& ids, bool at_start) const {
   std::string out;
   for (int64_t id : ids) {
     auto added = std::find_if(added_.begin(), added_.end(), [&](auto& a) { return a.second == id; });
     if (added != added_.end()) { out += added->first; continue; }
     if (id < 0 || size_t(id) >= id_to_token_.size() || id_to_token_[size_t(id)].empty())
       throw Error("tokenizer: id " + std::to_string(id) + " is not in the vocabulary (size " + std::to_string(vocab_size()) + ")");
+    if (pre_ == PreTokenizer::Metaspace) {
+      metaspace_token(id, out);
+      continue;
+    }
     for (const Utf8Char& c : utf8_chars(id_to_token_[size_t(id)])) {
       auto it = char_byte_.find(std::string(c.bytes));
       if (it == char_byte_.end()) throw Error("tokenizer: token of id " + std::to_string(id) + " holds a character outside the byte alphabet");
       out += char(it->second);
     }
   }
+  if (pre_ == PreTokenizer::Metaspace && at_start)  // the decoder's Strip: leading spaces
+    for (int k = 0; k < ms_.strip && !out.empty() && out[0] == ' '; ++k) out.erase(0, 1);
   return out;
 }
 

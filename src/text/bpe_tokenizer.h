@@ -1,12 +1,16 @@
-// Byte-level BPE tokenizers, as Hugging Face `tokenizers` runs them for GPT-2- and
-// Llama-3-style models: special (added) tokens split first, then the pre-tokenization regex
-// (GPT-2's, or Llama-3's: a Split pre-tokenizer with that pattern before a ByteLevel one
-// without its own regex), each piece's bytes mapped to printable characters
-// (bytes_to_unicode), BPE merges by rank, vocabulary lookup, then the post-processor's
-// special tokens around the sequence (TemplateProcessing: Llama-3's <|begin_of_text|>).
-// Loads tokenizer.json (model type BPE) or vocab.json + merges.txt (GPT-2). Any other
-// pre-tokenizer, Split pattern, normalizer or post-processor is refused with the file named,
-// so a prompt is never split differently than its model expects.
+// BPE tokenizers, as Hugging Face `tokenizers` runs them for GPT-2-, Llama-3- and
+// Llama-2/Mistral-style models: special (added) tokens split first, then
+// - byte-level (GPT-2, Llama-3): the pre-tokenization regex (GPT-2's, or Llama-3's: a Split
+//   pre-tokenizer with that pattern before a ByteLevel one without its own regex), each
+//   piece's bytes mapped to printable characters (bytes_to_unicode);
+// - SentencePiece-style (Llama-2, Mistral; bpe_metaspace.cpp): spaces become "▁" and one is
+//   put before the text, the whole segment is one BPE word of characters, and a symbol not
+//   in the vocabulary becomes its bytes' <0xXX> tokens (byte fallback) or the unknown token;
+// BPE merges by rank, vocabulary lookup, then the post-processor's special tokens around the
+// sequence (TemplateProcessing: Llama-3's <|begin_of_text|>, Llama-2's <s>). Loads
+// tokenizer.json (model type BPE) or vocab.json + merges.txt (GPT-2). Any other
+// pre-tokenizer, Split pattern, normalizer, decoder or post-processor is refused with the
+// file named, so a prompt is never split differently than its model expects.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -26,8 +30,10 @@ class BpeTokenizer {
 
   std::vector<int64_t> encode(std::string_view text) const;
   // Concatenated bytes of the tokens (special tokens as their text); ids outside the
-  // vocabulary throw Error naming the id.
-  std::string decode(const std::vector<int64_t>& ids) const;
+  // vocabulary throw Error naming the id. SentencePiece-style: "▁" decodes as a space and,
+  // with at_start (the ids begin a text), the decoder's leading spaces are stripped (the one
+  // that encoding put before the text); pieces of a longer text decode with at_start false.
+  std::string decode(const std::vector<int64_t>& ids, bool at_start = true) const;
   // Id of a token string (e.g. "<|endoftext|>"), or -1.
   int64_t token_id(const std::string& token) const;
   size_t vocab_size() const { return id_to_token_.size(); }
@@ -37,11 +43,29 @@ class BpeTokenizer {
   // Llama-3's (public for tests): the pieces of `text` in order.
   static std::vector<std::string_view> pre_tokenize_llama3(std::string_view text);
 
-  enum class PreTokenizer { Gpt2, Llama3 };
+  enum class PreTokenizer { Gpt2, Llama3, Metaspace };
+
+  // The SentencePiece-style layout's settings (bpe_metaspace.cpp reads them).
+  struct Metaspace {
+    // Where a "▁" goes before a segment between special tokens: never; the text's first
+    // segment or every segment, unless it starts with "▁" (Metaspace's prepend_scheme first /
+    // always); every non-empty segment (the Prepend normalizer).
+    enum Prepend { kNever, kFirst, kAlways, kEvery };
+    Prepend prepend = kNever;
+    bool byte_fallback = false;  // unknown symbols as <0xXX> tokens
+    bool fuse_unk = false;       // consecutive unknown tokens as one
+    int64_t unk_id = -1;
+    int strip = 0;               // the decoder's leading spaces removed from a text
+  };
 
  private:
   void finish();  // builds the reverse tables after loading
   void bpe_piece(std::string_view piece, std::vector<int64_t>& out) const;
+  void merge(std::vector<std::string>& word) const;  // BPE merges by rank, in place
+  // SentencePiece-style (bpe_metaspace.cpp): one segment between special tokens (`first`:
+  // it starts the text), and one token's bytes.
+  void metaspace_segment(std::string_view seg, bool first, std::vector<int64_t>& out) const;
+  void metaspace_token(int64_t id, std::string& out) const;
 
   std::unordered_map<std::string, int64_t> vocab_;
   std::vector<std::string> id_to_token_;
@@ -49,6 +73,7 @@ class BpeTokenizer {
   std::vector<std::pair<std::string, int64_t>> added_;  // special tokens, longest first
   bool ignore_merges_ = false;
   PreTokenizer pre_ = PreTokenizer::Gpt2;
+  Metaspace ms_;
   std::vector<int64_t> prefix_ids_, suffix_ids_;  // the post-processor's special tokens around a sequence
   std::string byte_char_[256];                      // byte -> its printable character (UTF-8)
   std::unordered_map<std::string, uint8_t> char_byte_;  // and back

@@ -537,7 +537,104 @@ def test_tokenizer_layouts_it_does_not_run_are_refused(tmp_path):
     tok.normalizer = normalizers.NFC()
     tok.save(str(tmp_path / "nfc.json"))
     r = call(["tokenize", "--tokenizer", tmp_path / "nfc.json", "--text", "x"])
-    assert r.returncode != 0 and "normalizers are not supported" in r.stderr, r.stderr
+    assert r.returncode != 0 and "normalizer [NFC] is not supported" in r.stderr, r.stderr
+
+
+SP = "\u2581"  # SentencePiece's space
+
+
+def train_sentencepiece_tokenizer(out: Path, vocab_size: int, layout: str, split: bool = False):
+    """A tokenizer laid out as transformers writes Llama-2's / Mistral's tokenizer.json: BPE with
+    byte fallback (<0x00>..<0xFF> in the vocabulary, not added tokens), <unk> fused; `layout`
+    "legacy" (normalizer Prepend ▁ + Replace ' ' → ▁, no pre-tokenizer) or "metaspace" (a
+    Metaspace pre-tokenizer, prepend_scheme first); decoder Replace ▁ → ' ', ByteFallback, Fuse,
+    Strip; <s> before the sequence."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    if layout == "legacy":
+        tok.normalizer = normalizers.Sequence([normalizers.Prepend(SP), normalizers.Replace(" ", SP)])
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SP, prepend_scheme="first", split=split)
+    tok.decoder = decoders.Sequence([decoders.Replace(SP, " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - 256, special_tokens=["<unk>", "<s>", "</s>"],
+                                  show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    j = json.loads(tok.to_str())
+    vocab = j["model"]["vocab"]
+    n = max(vocab.values()) + 1
+    vocab.update({f"<0x{b:02X}>": n + b for b in range(256)})
+    tok = Tokenizer.from_str(json.dumps(j))
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", bos)])
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / "tokenizer.json"))
+    return tok
+
+
+@pytest.fixture(scope="module", params=["legacy", "metaspace"])
+def sp_tokenizer(request, tmp_path_factory, hf_tokenizer):
+    """(folder, tokenizers.Tokenizer, layout): no larger than the checkpoints' vocabulary."""
+    d = tmp_path_factory.mktemp("tokenizer_sp_" + request.param)
+    tok = train_sentencepiece_tokenizer(d, hf_tokenizer.get_vocab_size(), request.param)
+    assert tok.get_vocab_size() <= hf_tokenizer.get_vocab_size()
+    return d, tok, request.param
+
+
+SP_TEXTS = ["unseen \u2603 \u03a9mega", "a<s>b", "</s>x  y", f"{SP}already spaced", "<unk> literal", "", " ", "x"]
+
+
+def test_tokenize_sentencepiece_matches_tokenizers(sp_tokenizer):
+    """Llama-2 / Mistral layouts: ids (byte fallback for characters outside the vocabulary, the
+    ▁ put before the text or every segment), and decoding both a whole text (the decoder's
+    leading space stripped) and the same ids without <s>."""
+    path, hf, layout = sp_tokenizer
+    fallback = 0
+    for text in TEXTS + LLAMA3_TEXTS + SP_TEXTS:
+        enc = hf.encode(text)
+        r = call(["tokenize", "--tokenizer", path, "--text", text])
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["ids"] == enc.ids, f"{layout}: {text!r} ({enc.tokens})"
+        fallback += sum(t.startswith("<0x") for t in enc.tokens)
+        for ids in (enc.ids, enc.ids[1:]):
+            if not ids:
+                continue
+            r = call(["tokenize", "--tokenizer", path, "--decode", ",".join(map(str, ids))])
+            assert r.returncode == 0, r.stderr
+            assert json.loads(r.stdout)["text"] == hf.decode(ids, skip_special_tokens=False), f"{layout}: {text!r}"
+    assert fallback > 0  # the texts reach the byte fallback
+
+
+def test_text_prompt_with_sentencepiece_tokenizer_matches_transformers(checkpoints, sp_tokenizer):
+    model, ckpt = checkpoints["llama"]
+    path, hf, _ = sp_tokenizer
+    texts = ["The quick brown fox", "unseen \u2603 words"]
+    doc = generate(ckpt, texts=texts, extra=["--max-new-tokens", 12, "--no-stop", "--tokenizer", path / "tokenizer.json"])
+    for t, r in zip(texts, doc["results"]):
+        ids = hf.encode(t).ids
+        assert ids[0] == hf.token_to_id("<s>") and r["prompt_ids"] == ids
+        assert r["ids"] == reference(model, ids, 12)
+        # The continuation's text as it follows the prompt: the prompt's text and it make the
+        # whole (where the random model's byte tokens form valid UTF-8: invalid bytes are
+        # replaced per byte by tokenizers, per maximal invalid sequence by shardrt).
+        whole = hf.decode(ids + r["ids"], skip_special_tokens=False)
+        if "\ufffd" not in whole:
+            assert r["prompt"] + r["text"] == whole, (r["prompt"], r["text"], whole)
+
+
+def test_sentencepiece_layouts_it_does_not_run_are_refused(tmp_path, hf_tokenizer):
+    from tokenizers import Tokenizer, decoders
+
+    train_sentencepiece_tokenizer(tmp_path / "split", 400, "metaspace", split=True)
+    r = call(["tokenize", "--tokenizer", tmp_path / "split" / "tokenizer.json", "--text", "x"])
+    assert r.returncode != 0 and "Metaspace pre-tokenizer with split true is not supported" in r.stderr, r.stderr
+    tok = train_sentencepiece_tokenizer(tmp_path / "dec", 400, "legacy")
+    tok.decoder = decoders.ByteLevel()
+    tok.save(str(tmp_path / "dec.json"))
+    r = call(["tokenize", "--tokenizer", tmp_path / "dec.json", "--text", "x"])
+    assert r.returncode != 0 and "decoder 'ByteLevel' is not supported" in r.stderr and "dec.json" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("source", ["tokenizer.json", "vocab+merges"])
