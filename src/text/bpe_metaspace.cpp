@@ -75,7 +75,8 @@ bool read_metaspace_layout(const nlohmann::json& j, const std::string& file, Bpe
   // The decoder: how many leading spaces a decoded text loses.
   const nlohmann::json dec = j.value("decoder", nlohmann::json());
   if (type_of(dec) == "Metaspace") {
-    ms.strip = dec.value("prepend_scheme", std::string("always")) == "never" ? 0 : 1;
+    // As tokenizers' Metaspace decoder: the first token's "▁" all vanish (not only one).
+    ms.drop_first = dec.value("prepend_scheme", std::string("always")) != "never";
     if (ms.byte_fallback) throw Error(what + "a Metaspace decoder with byte fallback tokens is not supported (no ByteFallback decoder)");
   } else {
     const nlohmann::json ds = type_of(dec) == "Sequence" ? dec.value("decoders", nlohmann::json::array()) : nlohmann::json::array();
@@ -142,7 +143,7 @@ void BpeTokenizer::metaspace_segment(std::string_view seg, bool first, std::vect
   }
 }
 
-void BpeTokenizer::metaspace_token(int64_t id, std::string& out) const {
+void BpeTokenizer::metaspace_token(int64_t id, bool first, std::string& out) const {
   const std::string& tok = id_to_token_[size_t(id)];
   unsigned b = 0;
   if (ms_.byte_fallback && tok.size() == 6 && tok.rfind("<0x", 0) == 0 && tok[5] == '>' &&
@@ -151,7 +152,7 @@ void BpeTokenizer::metaspace_token(int64_t id, std::string& out) const {
     out += char(b);
     return;
   }
-  out += replace_all(tok, kSpace, " ");
+  out += replace_all(tok, kSpace, first && ms_.drop_first ? "" : " ");
 }
 
 }  // namespace shardrt::text

@@ -413,13 +413,14 @@ std::vector<int64_t> BpeTokenizer::encode(std::string_view text) const {
 
 std::string BpeTokenizer::decode(const std::vector<int64_t>& ids, bool at_start) const {
   std::string out;
-  for (int64_t id : ids) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const int64_t id = ids[i];
     auto added = std::find_if(added_.begin(), added_.end(), [&](auto& a) { return a.second == id; });
     if (added != added_.end()) { out += added->first; continue; }
     if (id < 0 || size_t(id) >= id_to_token_.size() || id_to_token_[size_t(id)].empty())
       throw Error("tokenizer: id " + std::to_string(id) + " is not in the vocabulary (size " + std::to_string(vocab_size()) + ")");
     if (pre_ == PreTokenizer::Metaspace) {
-      metaspace_token(id, out);
+      metaspace_token(id, at_start && i == 0, out);
       continue;
     }
     for (const Utf8Char& c : utf8_chars(id_to_token_[size_t(id)])) {

@@ -31,8 +31,9 @@ class BpeTokenizer {
   std::vector<int64_t> encode(std::string_view text) const;
   // Concatenated bytes of the tokens (special tokens as their text); ids outside the
   // vocabulary throw Error naming the id. SentencePiece-style: "▁" decodes as a space and,
-  // with at_start (the ids begin a text), the decoder's leading spaces are stripped (the one
-  // that encoding put before the text); pieces of a longer text decode with at_start false.
+  // with at_start (the ids begin a text), the decoder's leading space is removed (the one that
+  // encoding put before the text: Strip's leading spaces, or every "▁" of the first token as
+  // the Metaspace decoder does); pieces of a longer text decode with at_start false.
   std::string decode(const std::vector<int64_t>& ids, bool at_start = true) const;
   // Id of a token string (e.g. "<|endoftext|>"), or -1.
   int64_t token_id(const std::string& token) const;
@@ -55,7 +56,8 @@ class BpeTokenizer {
     bool byte_fallback = false;  // unknown symbols as <0xXX> tokens
     bool fuse_unk = false;       // consecutive unknown tokens as one
     int64_t unk_id = -1;
-    int strip = 0;               // the decoder's leading spaces removed from a text
+    int strip = 0;               // the decoder's leading spaces removed from a text (Strip)
+    bool drop_first = false;     // a text's first token loses every "▁" (the Metaspace decoder)
   };
 
  private:
@@ -65,7 +67,7 @@ class BpeTokenizer {
   // SentencePiece-style (bpe_metaspace.cpp): one segment between special tokens (`first`:
   // it starts the text), and one token's bytes.
   void metaspace_segment(std::string_view seg, bool first, std::vector<int64_t>& out) const;
-  void metaspace_token(int64_t id, std::string& out) const;
+  void metaspace_token(int64_t id, bool first, std::string& out) const;
 
   std::unordered_map<std::string, int64_t> vocab_;
   std::vector<std::string> id_to_token_;

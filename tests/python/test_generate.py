@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -548,23 +549,29 @@ def train_sentencepiece_tokenizer(out: Path, vocab_size: int, layout: str, split
     byte fallback (<0x00>..<0xFF> in the vocabulary, not added tokens), <unk> fused; `layout`
     "legacy" (normalizer Prepend ▁ + Replace ' ' → ▁, no pre-tokenizer) or "metaspace" (a
     Metaspace pre-tokenizer, prepend_scheme first); decoder Replace ▁ → ' ', ByteFallback, Fuse,
-    Strip; <s> before the sequence."""
+    Strip; <s> before the sequence. "metaspace-decoder": no byte fallback (unknown characters
+    become <unk>) and a Metaspace decoder."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    fallback = layout != "metaspace-decoder"
+    tok = Tokenizer(models.BPE(byte_fallback=fallback, unk_token="<unk>", fuse_unk=True))
     if layout == "legacy":
         tok.normalizer = normalizers.Sequence([normalizers.Prepend(SP), normalizers.Replace(" ", SP)])
     else:
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SP, prepend_scheme="first", split=split)
-    tok.decoder = decoders.Sequence([decoders.Replace(SP, " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1, 0)])
+    if fallback:
+        tok.decoder = decoders.Sequence([decoders.Replace(SP, " "), decoders.ByteFallback(), decoders.Fuse(),
+                                         decoders.Strip(" ", 1, 0)])
+    else:
+        tok.decoder = decoders.Metaspace(replacement=SP, prepend_scheme="first", split=False)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - 256, special_tokens=["<unk>", "<s>", "</s>"],
                                   show_progress=False)
     tok.train_from_iterator(CORPUS, trainer)
     j = json.loads(tok.to_str())
     vocab = j["model"]["vocab"]
     n = max(vocab.values()) + 1
-    vocab.update({f"<0x{b:02X}>": n + b for b in range(256)})
+    if fallback:
+        vocab.update({f"<0x{b:02X}>": n + b for b in range(256)})
     tok = Tokenizer.from_str(json.dumps(j))
     bos = tok.token_to_id("<s>")
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
@@ -574,7 +581,7 @@ def train_sentencepiece_tokenizer(out: Path, vocab_size: int, layout: str, split
     return tok
 
 
-@pytest.fixture(scope="module", params=["legacy", "metaspace"])
+@pytest.fixture(scope="module", params=["legacy", "metaspace", "metaspace-decoder"])
 def sp_tokenizer(request, tmp_path_factory, hf_tokenizer):
     """(folder, tokenizers.Tokenizer, layout): no larger than the checkpoints' vocabulary."""
     d = tmp_path_factory.mktemp("tokenizer_sp_" + request.param)
@@ -591,20 +598,20 @@ def test_tokenize_sentencepiece_matches_tokenizers(sp_tokenizer):
     ▁ put before the text or every segment), and decoding both a whole text (the decoder's
     leading space stripped) and the same ids without <s>."""
     path, hf, layout = sp_tokenizer
-    fallback = 0
+    fallback = 0  # byte tokens, or <unk> without byte fallback
     for text in TEXTS + LLAMA3_TEXTS + SP_TEXTS:
         enc = hf.encode(text)
         r = call(["tokenize", "--tokenizer", path, "--text", text])
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["ids"] == enc.ids, f"{layout}: {text!r} ({enc.tokens})"
-        fallback += sum(t.startswith("<0x") for t in enc.tokens)
+        fallback += sum(t.startswith("<0x") or t == "<unk>" for t in enc.tokens)
         for ids in (enc.ids, enc.ids[1:]):
             if not ids:
                 continue
             r = call(["tokenize", "--tokenizer", path, "--decode", ",".join(map(str, ids))])
             assert r.returncode == 0, r.stderr
             assert json.loads(r.stdout)["text"] == hf.decode(ids, skip_special_tokens=False), f"{layout}: {text!r}"
-    assert fallback > 0  # the texts reach the byte fallback
+    assert fallback > 0  # the texts reach the byte fallback (or <unk>)
 
 
 def test_text_prompt_with_sentencepiece_tokenizer_matches_transformers(checkpoints, sp_tokenizer):
@@ -616,12 +623,23 @@ def test_text_prompt_with_sentencepiece_tokenizer_matches_transformers(checkpoin
         ids = hf.encode(t).ids
         assert ids[0] == hf.token_to_id("<s>") and r["prompt_ids"] == ids
         assert r["ids"] == reference(model, ids, 12)
-        # The continuation's text as it follows the prompt: the prompt's text and it make the
-        # whole (where the random model's byte tokens form valid UTF-8: invalid bytes are
-        # replaced per byte by tokenizers, per maximal invalid sequence by shardrt).
+        # The continuation's text as it follows the prompt: the prompt's decoding and it make
+        # the whole (where the random model's ids are all the tokenizer's and its byte tokens
+        # form valid UTF-8: tokenizers drops unknown ids and replaces invalid bytes one by one,
+        # shardrt gives U+FFFD for either).
+        head = hf.decode(ids, skip_special_tokens=False)
         whole = hf.decode(ids + r["ids"], skip_special_tokens=False)
-        if "\ufffd" not in whole:
-            assert r["prompt"] + r["text"] == whole, (r["prompt"], r["text"], whole)
+        if "\ufffd" not in whole and max(r["ids"]) < hf.get_vocab_size():
+            assert whole.startswith(head) and r["text"] == whole[len(head):], (r["text"], whole)
+        # Always: the continuation's bytes token by token (▁ as a space, no leading space
+        # removed, <0xXX> as its byte, ids beyond the tokenizer as U+FFFD), invalid UTF-8
+        # replaced as Python's errors="replace" does.
+        def token_bytes(i):
+            if i >= hf.get_vocab_size():
+                return "\ufffd".encode()
+            t = hf.id_to_token(i)
+            return bytes([int(t[3:5], 16)]) if re.fullmatch(r"<0x[0-9A-F]{2}>", t) else t.replace(SP, " ").encode()
+        assert r["text"] == b"".join(map(token_bytes, r["ids"])).decode("utf-8", "replace"), r["ids"]
 
 
 def test_sentencepiece_layouts_it_does_not_run_are_refused(tmp_path, hf_tokenizer):
