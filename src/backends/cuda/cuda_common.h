@@ -65,7 +65,11 @@ class Resources {
   void* cudnn();
   // Scratch valid until the next workspace() call: grows (cudaMalloc) only outside graph
   // capture, so the eager run that precedes every capture sizes it. Aligned to 256 bytes.
+  // Growing waits for the queued work that may still use the old one: with set_drain's
+  // function (the executor's, bounded by the collective timeout in a distributed run), else
+  // a plain stream synchronise.
   void* workspace(size_t bytes);
+  void set_drain(std::function<void()> drain) { drain_ = std::move(drain); }
   // True while the executor captures a CUDA graph: kernels must not synchronise, time
   // tactics, or grow buffers then.
   bool capturing() const { return capturing_; }
@@ -101,6 +105,7 @@ class Resources {
   void* ws_ = nullptr;
   size_t ws_bytes_ = 0;
   bool capturing_ = false;
+  std::function<void()> drain_;
   // Per (node, state type): a fused node runs the kernels of the ops it fused, each with its own state.
   std::map<std::pair<const Node*, std::type_index>, std::shared_ptr<void>> state_;
   std::vector<void*> persistent_;

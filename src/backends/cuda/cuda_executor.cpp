@@ -84,12 +84,14 @@ void free_buf(DevBuf& b) {
 }
 
 // Makes `b` hold at least `need` bytes. A buffer in use by queued work is freed only after
-// the stream drains. `what` is called only when an allocation is needed (for its message).
-template <class What>
-void ensure_buf(DevBuf& b, size_t need, cudaStream_t s, const What& what, const Node* node = nullptr) {
+// the stream drains (`drain()` waits for it: the backend's sync_stream, which a distributed
+// run bounds by the collective timeout). `what` is called only when an allocation is needed
+// (for its message).
+template <class Drain, class What>
+void ensure_buf(DevBuf& b, size_t need, const Drain& drain, const What& what, const Node* node = nullptr) {
   if (b.p && b.cap >= need) return;
   if (b.p) {
-    SHARDRT_CUDA_CHECK(cudaStreamSynchronize(s));
+    drain();
     free_buf(b);
   }
   size_t bytes = std::max<size_t>((need + 255) / 256 * 256, 256);
@@ -175,6 +177,8 @@ class CudaBackend final : public ExecBackend {
     }
     if (comm) {
       dcomm = DeviceComm::create(*comm, stream);
+      // Waits inside a run (a growing workspace) are bounded by the collective timeout too.
+      res->set_drain([this] { sync_stream(); });
       if (has_collective) {
         dcomm->prepare(std::vector<std::string>(groups.begin(), groups.end()));
         if (!dcomm->capturable())
@@ -314,7 +318,7 @@ class CudaBackend final : public ExecBackend {
         return;
       }
       // Another signature's eager run grew the workspace this graph was captured with.
-      SHARDRT_CUDA_CHECK(cudaStreamSynchronize(stream));
+      sync_stream();
       cudaGraphExecDestroy(S.exec);
       S.exec = nullptr;
     }
@@ -549,7 +553,7 @@ class CudaBackend final : public ExecBackend {
     for (size_t i = 0; i < g.inputs.size(); ++i)
       if (is_float(g.inputs[i]->dtype) && numel(input_dims[i])) scanned.push_back(i);
     if (scanned.empty()) return;
-    ensure_buf(numerics_buf, scanned.size() * sizeof(DeviceNumerics), stream,
+    ensure_buf(numerics_buf, scanned.size() * sizeof(DeviceNumerics), [&] { sync_stream(); },
                [] { return std::string("the --check-numerics counters"); });
     auto* d = static_cast<DeviceNumerics*>(numerics_buf.p);
     for (size_t j = 0; j < scanned.size(); ++j) {
@@ -576,7 +580,7 @@ class CudaBackend final : public ExecBackend {
       if (s->key == key) return *s;
     if (sigs.size() >= kMaxSignatures) {
       auto lru = std::min_element(sigs.begin(), sigs.end(), [](auto& a, auto& b) { return a->last_used < b->last_used; });
-      SHARDRT_CUDA_CHECK(cudaStreamSynchronize(stream));
+      sync_stream();
       drop_sig(**lru);
       sigs.erase(lru);
     }
@@ -647,7 +651,8 @@ class CudaBackend final : public ExecBackend {
     const MemorySlot* sl = slot[size_t(v)];
     if (sl && need <= sl->bytes) return static_cast<char*>(arena.p) + sl->offset;
     ensure_buf(
-        S.own[size_t(v)], need, stream, [&] { return "the buffer of output '" + vals[size_t(v)]->name + "'"; }, &n);
+        S.own[size_t(v)], need, [&] { sync_stream(); },
+        [&] { return "the buffer of output '" + vals[size_t(v)]->name + "'"; }, &n);
     return S.own[size_t(v)].p;
   }
 
@@ -657,7 +662,7 @@ class CudaBackend final : public ExecBackend {
     if (S.on_dev[size_t(v)]) return;
     const Tensor* h = host_of(S, v);
     if (!h) throw Error("internal: value '" + vals[size_t(v)]->name + "' is neither on the GPU nor on the host");
-    ensure_buf(S.own[size_t(v)], h->nbytes(), stream,
+    ensure_buf(S.own[size_t(v)], h->nbytes(), [&] { sync_stream(); },
                [&] { return "the upload of host value '" + vals[size_t(v)]->name + "'"; }, n);
     if (h->nbytes())
       SHARDRT_CUDA_CHECK(cudaMemcpyAsync(S.own[size_t(v)].p, h->raw(), h->nbytes(), cudaMemcpyHostToDevice, stream));
@@ -819,8 +824,12 @@ class CudaBackend final : public ExecBackend {
       }
       if (profiling) record_event(si, false);
       if (debug_sync) {
-        cudaError_t err = cudaStreamSynchronize(stream);
-        if (err != cudaSuccess) throw Error(n.describe() + ": CUDA error while it ran: " + cuda_err(err));
+        if (dcomm) {  // bounded by the collective timeout, which names the collective
+          sync_stream();
+        } else {
+          cudaError_t err = cudaStreamSynchronize(stream);
+          if (err != cudaSuccess) throw Error(n.describe() + ": CUDA error while it ran: " + cuda_err(err));
+        }
       }
       if (check_numerics) check_step(S, st);
     }
@@ -945,7 +954,7 @@ class CudaBackend final : public ExecBackend {
       else if (S.on_dev[size_t(v)]) on_gpu.push_back(k);
     }
     if (on_gpu.empty()) return r;
-    ensure_buf(numerics_buf, on_gpu.size() * sizeof(DeviceNumerics), stream,
+    ensure_buf(numerics_buf, on_gpu.size() * sizeof(DeviceNumerics), [&] { sync_stream(); },
                [] { return std::string("the --check-numerics counters"); }, &n);
     auto* d = static_cast<DeviceNumerics*>(numerics_buf.p);
     for (size_t j = 0; j < on_gpu.size(); ++j) {

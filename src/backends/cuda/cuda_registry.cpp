@@ -111,7 +111,8 @@ void* Resources::workspace(size_t bytes) {
     throw Error("internal: a kernel asked for " + std::to_string(bytes) + " bytes of workspace during CUDA graph "
                 "capture, more than its eager run did (" + std::to_string(ws_bytes_) + ")");
   if (ws_) {
-    SHARDRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (drain_) drain_();
+    else SHARDRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
     SHARDRT_CUDA_CHECK(cudaFree(ws_));
     ws_ = nullptr;
     ws_bytes_ = 0;
