@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <climits>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -48,6 +49,9 @@ bool is_other(char32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c
 constexpr const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 constexpr const char* kLlama3Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Qwen2's: Llama-3's with single digits.
+constexpr const char* kQwen2Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // A ByteLevel pre-tokenizer: no prefix space; its own GPT-2 regex on (alone) or off (after a Split).
 void check_byte_level(const nlohmann::json& p, bool regex, const std::string& file) {
@@ -61,7 +65,7 @@ void check_byte_level(const nlohmann::json& p, bool regex, const std::string& fi
 // Llama-3's pattern, Isolated), ByteLevel(use_regex false)]; GPT-2's pattern in that Split is
 // GPT-2 again.
 BpeTokenizer::PreTokenizer read_pre_tokenizer(const nlohmann::json& pre, const std::string& file) {
-  const std::string supported = " (supported: ByteLevel, as GPT-2's; Sequence [Split with GPT-2's or Llama-3's regex, "
+  const std::string supported = " (supported: ByteLevel, as GPT-2's; Sequence [Split with GPT-2's, Llama-3's or Qwen2's regex, "
                                 "ByteLevel with use_regex false], as Llama-3's)";
   if (type_of(pre) == "ByteLevel") {
     check_byte_level(pre, true, file);
@@ -86,6 +90,7 @@ BpeTokenizer::PreTokenizer read_pre_tokenizer(const nlohmann::json& pre, const s
                 "'" + (sp.value("invert", false) ? " inverted" : "") + " is not supported (Isolated only)");
   check_byte_level(ps[1], false, file);
   if (regex == kLlama3Pattern) return BpeTokenizer::PreTokenizer::Llama3;
+  if (regex == kQwen2Pattern) return BpeTokenizer::PreTokenizer::Qwen2;
   if (regex == kGpt2Pattern) return BpeTokenizer::PreTokenizer::Gpt2;
   throw Error("tokenizer '" + file + "': the Split pre-tokenizer's regex " + regex + " is not one shardrt runs" + supported);
 }
@@ -185,7 +190,11 @@ std::vector<std::string_view> BpeTokenizer::pre_tokenize(std::string_view text) 
 // wins; within one, greedy with backtracking, as the regex engine does):
 //   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
 //   \s*[\r\n]+|\s+(?!\S)|\s+
-std::vector<std::string_view> BpeTokenizer::pre_tokenize_llama3(std::string_view text) {
+// Qwen2's is the same with \p{N} (one digit) for \p{N}{1,3}: `digits` is 3 or 1.
+std::vector<std::string_view> BpeTokenizer::pre_tokenize_llama3(std::string_view text) { return pre_tokenize_split(text, 3); }
+std::vector<std::string_view> BpeTokenizer::pre_tokenize_qwen2(std::string_view text) { return pre_tokenize_split(text, 1); }
+
+std::vector<std::string_view> BpeTokenizer::pre_tokenize_split(std::string_view text, size_t digits) {
   CharScan sc(text);
   const std::vector<Utf8Char>& cs = sc.cs;
   const size_t n = cs.size();
@@ -210,10 +219,10 @@ std::vector<std::string_view> BpeTokenizer::pre_tokenize_llama3(std::string_view
       continue;
     }
     if (is_letter(c)) { take(sc.run(i, &is_letter)); continue; }
-    // \p{N}{1,3}
+    // \p{N}{1,3} (Qwen2: \p{N})
     if (is_number(c)) {
       size_t e = i;
-      while (e < n && e < i + 3 && is_number(cs[e].cp)) ++e;
+      while (e < n && e < i + digits && is_number(cs[e].cp)) ++e;
       take(e);
       continue;
     }
@@ -264,7 +273,13 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& file) {
       throw Error("tokenizer '" + file + "': the BPE model's " + k + " is not supported");
   if (m.contains("dropout") && !m["dropout"].is_null()) throw Error("tokenizer '" + file + "': BPE dropout is not supported");
   try {
-    if (read_metaspace_layout(j, file, t.ms_))
+    // NFC before a byte-level pre-tokenizer (Qwen2): checked per text (check_nfc_inert).
+    const nlohmann::json norm = j.value("normalizer", nlohmann::json());
+    const nlohmann::json pre = j.value("pre_tokenizer", nlohmann::json());
+    t.nfc_ = type_of(norm) == "NFC" && !pre.is_null() && type_of(pre) != "Metaspace";
+    if (t.nfc_)
+      t.pre_ = read_pre_tokenizer(pre, file);
+    else if (read_metaspace_layout(j, file, t.ms_))
       t.pre_ = PreTokenizer::Metaspace;
     else
       t.pre_ = read_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), file);
@@ -383,14 +398,32 @@ void BpeTokenizer::bpe_piece(std::string_view piece, std::vector<int64_t>& out) 
   }
 }
 
+// The NFC normalizer (Qwen2's): shardrt does not compose or reorder characters, so it takes
+// the texts that NFC leaves as they are (no character that NFC may change, reorder or
+// combine) and refuses the others, naming the first such character.
+void BpeTokenizer::check_nfc_inert(std::string_view part, size_t offset) const {
+  for (const Utf8Char& c : utf8_chars(part)) {
+    if (nfc_inert(c.cp)) continue;
+    char cp[16];
+    std::snprintf(cp, sizeof cp, "U+%04X", unsigned(c.cp));
+    throw Error(std::string("tokenizer: the text has ") + cp + " at byte " +
+                std::to_string(offset + size_t(c.bytes.data() - part.data())) +
+                ", which the tokenizer's NFC normalizer may change or combine; shardrt runs NFC only on texts it leaves "
+                "unchanged (no combining marks, no characters NFC maps elsewhere): give the text precomposed, or token ids");
+  }
+}
+
 std::vector<int64_t> BpeTokenizer::encode(std::string_view text) const {
   std::vector<int64_t> out = prefix_ids_;
   size_t start = 0, i = 0;
   auto plain = [&](size_t a, size_t b) {
     const std::string_view part = text.substr(a, b - a);
     if (pre_ == PreTokenizer::Metaspace) return metaspace_segment(part, a == 0, out);
-    for (std::string_view p : pre_ == PreTokenizer::Llama3 ? pre_tokenize_llama3(part) : pre_tokenize(part))
-      bpe_piece(p, out);
+    if (nfc_) check_nfc_inert(part, a);
+    const auto pieces = pre_ == PreTokenizer::Llama3  ? pre_tokenize_llama3(part)
+                        : pre_ == PreTokenizer::Qwen2 ? pre_tokenize_qwen2(part)
+                                                      : pre_tokenize(part);
+    for (std::string_view p : pieces) bpe_piece(p, out);
   };
   while (i < text.size()) {
     bool hit = false;

@@ -1,8 +1,9 @@
 // BPE tokenizers, as Hugging Face `tokenizers` runs them for GPT-2-, Llama-3- and
 // Llama-2/Mistral-style models: special (added) tokens split first, then
-// - byte-level (GPT-2, Llama-3): the pre-tokenization regex (GPT-2's, or Llama-3's: a Split
-//   pre-tokenizer with that pattern before a ByteLevel one without its own regex), each
-//   piece's bytes mapped to printable characters (bytes_to_unicode);
+// - byte-level (GPT-2, Llama-3, Qwen2): the pre-tokenization regex (GPT-2's, or Llama-3's or
+//   Qwen2's: a Split pre-tokenizer with that pattern before a ByteLevel one without its own
+//   regex), each piece's bytes mapped to printable characters (bytes_to_unicode); Qwen2's
+//   NFC normalizer is run on texts that NFC leaves unchanged and refuses the others;
 // - SentencePiece-style (Llama-2, Mistral; bpe_metaspace.cpp): spaces become "▁" and one is
 //   put before the text, the whole segment is one BPE word of characters, and a symbol not
 //   in the vocabulary becomes its bytes' <0xXX> tokens (byte fallback) or the unknown token;
@@ -41,10 +42,11 @@ class BpeTokenizer {
 
   // GPT-2's pre-tokenization (public for tests): the pieces of `text` in order.
   static std::vector<std::string_view> pre_tokenize(std::string_view text);
-  // Llama-3's (public for tests): the pieces of `text` in order.
+  // Llama-3's and Qwen2's (public for tests): the pieces of `text` in order.
   static std::vector<std::string_view> pre_tokenize_llama3(std::string_view text);
+  static std::vector<std::string_view> pre_tokenize_qwen2(std::string_view text);
 
-  enum class PreTokenizer { Gpt2, Llama3, Metaspace };
+  enum class PreTokenizer { Gpt2, Llama3, Qwen2, Metaspace };
 
   // The SentencePiece-style layout's settings (bpe_metaspace.cpp reads them).
   struct Metaspace {
@@ -61,6 +63,8 @@ class BpeTokenizer {
   };
 
  private:
+  static std::vector<std::string_view> pre_tokenize_split(std::string_view text, size_t digits);
+  void check_nfc_inert(std::string_view part, size_t offset) const;  // throws naming the character
   void finish();  // builds the reverse tables after loading
   void bpe_piece(std::string_view piece, std::vector<int64_t>& out) const;
   void merge(std::vector<std::string>& word) const;  // BPE merges by rank, in place
@@ -74,6 +78,7 @@ class BpeTokenizer {
   std::map<std::pair<std::string, std::string>, int> merge_rank_;
   std::vector<std::pair<std::string, int64_t>> added_;  // special tokens, longest first
   bool ignore_merges_ = false;
+  bool nfc_ = false;  // the NFC normalizer (Qwen2): texts it would change are refused
   PreTokenizer pre_ = PreTokenizer::Gpt2;
   Metaspace ms_;
   std::vector<int64_t> prefix_ids_, suffix_ids_;  // the post-processor's special tokens around a sequence

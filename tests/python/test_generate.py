@@ -519,11 +519,11 @@ def test_tokenizer_layouts_it_does_not_run_are_refused(tmp_path):
     the part, rather than run with GPT-2's regex."""
     from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 
-    qwen = tmp_path / "qwen"  # Qwen2's regex: single digits
-    train_llama3_tokenizer(qwen, 300, pattern=LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}"))
-    r = call(["tokenize", "--tokenizer", qwen / "tokenizer.json", "--text", "x"])
+    other = tmp_path / "other"  # digits in twos: no model's regex
+    train_llama3_tokenizer(other, 300, pattern=LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}{1,2}"))
+    r = call(["tokenize", "--tokenizer", other / "tokenizer.json", "--text", "x"])
     assert r.returncode != 0 and "is not one shardrt runs" in r.stderr and "tokenizer.json" in r.stderr, r.stderr
-    tok = Tokenizer.from_file(str(qwen / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(other / "tokenizer.json"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
                                                  pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.save(str(tmp_path / "digits.json"))
@@ -535,10 +535,55 @@ def test_tokenizer_layouts_it_does_not_run_are_refused(tmp_path):
     r = call(["tokenize", "--tokenizer", tmp_path / "double.json", "--text", "x"])
     assert r.returncode != 0 and "use_regex=true after a Split is not supported" in r.stderr, r.stderr
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.normalizer = normalizers.NFKC()
+    tok.save(str(tmp_path / "nfkc.json"))
+    r = call(["tokenize", "--tokenizer", tmp_path / "nfkc.json", "--text", "x"])
+    assert r.returncode != 0 and "normalizer [NFKC] is not supported" in r.stderr, r.stderr
+
+
+QWEN2_REGEX = LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}")
+
+
+@pytest.fixture(scope="module")
+def qwen2_tokenizer(tmp_path_factory, hf_tokenizer):
+    """Laid out as Qwen2's tokenizer.json: an NFC normalizer, then Llama-3's layout with Qwen2's
+    regex (single digits), no BOS."""
+    from tokenizers import Tokenizer, normalizers, processors
+
+    d = tmp_path_factory.mktemp("tokenizer_qwen2")
+    train_llama3_tokenizer(d, hf_tokenizer.get_vocab_size(), pattern=QWEN2_REGEX)
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
     tok.normalizer = normalizers.NFC()
-    tok.save(str(tmp_path / "nfc.json"))
-    r = call(["tokenize", "--tokenizer", tmp_path / "nfc.json", "--text", "x"])
-    assert r.returncode != 0 and "normalizer [NFC] is not supported" in r.stderr, r.stderr
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.save(str(d / "tokenizer.json"))
+    return d, tok
+
+
+def test_tokenize_qwen2_matches_tokenizers(qwen2_tokenizer):
+    """Qwen2's regex (one digit a piece) and its NFC normalizer on texts that NFC leaves as they
+    are; a text NFC would change (a combining accent, an Ångström sign) is refused naming the
+    character, not tokenized differently from tokenizers."""
+    path, hf = qwen2_tokenizer
+    for text in TEXTS + LLAMA3_TEXTS + ["Ελληνικά ñandú 1234567 x12y"]:
+        want = hf.encode(text).ids
+        r = call(["tokenize", "--tokenizer", path, "--text", text])
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["ids"] == want, repr(text)
+    for text, cp in (("cafe\u0301 au lait", "U+0301"), ("\u212b ring", "U+212B")):
+        assert hf.normalizer.normalize_str(text) != text  # a text tokenizers' NFC changes
+        r = call(["tokenize", "--tokenizer", path, "--text", text])
+        assert r.returncode != 0 and cp in r.stderr and "NFC" in r.stderr, r.stderr
+
+
+def test_text_prompt_with_qwen2_tokenizer_matches_transformers(checkpoints, qwen2_tokenizer):
+    model, ckpt = checkpoints["llama"]
+    path, hf = qwen2_tokenizer
+    texts = ["The quick brown fox 2024", "Ελληνικά\n\n  x"]
+    doc = generate(ckpt, texts=texts, extra=["--max-new-tokens", 12, "--no-stop", "--tokenizer", path / "tokenizer.json"])
+    for t, r in zip(texts, doc["results"]):
+        ids = hf.encode(t).ids
+        assert r["prompt_ids"] == ids
+        assert r["ids"] == reference(model, ids, 12)
 
 
 SP = "\u2581"  # SentencePiece's space
