@@ -503,15 +503,23 @@ def test_tokenize_llama3_matches_tokenizers(llama3_tokenizer):
         assert json.loads(r.stdout)["text"] == hf.decode(want, skip_special_tokens=False) == BOS3 + text
 
 
-def test_text_prompt_with_llama3_tokenizer_matches_transformers(checkpoints, llama3_tokenizer):
+def prompt_texts_match_transformers(checkpoints, path, hf, texts, bos=None):
+    """`generate --prompt` with the tokenizer at `path` on the Llama checkpoint: the prompt ids
+    are tokenizers' (with `bos` first when given) and the greedy ids transformers'. Returns
+    generate's results."""
     model, ckpt = checkpoints["llama"]
-    path, hf = llama3_tokenizer
-    texts = ["The quick brown fox", "Line one\nline two 1234567"]
     doc = generate(ckpt, texts=texts, extra=["--max-new-tokens", 12, "--no-stop", "--tokenizer", path / "tokenizer.json"])
     for t, r in zip(texts, doc["results"]):
         ids = hf.encode(t).ids
-        assert ids[0] == hf.token_to_id(BOS3) and r["prompt_ids"] == ids
+        assert bos is None or ids[0] == hf.token_to_id(bos)
+        assert r["prompt_ids"] == ids
         assert r["ids"] == reference(model, ids, 12)
+    return doc["results"]
+
+
+def test_text_prompt_with_llama3_tokenizer_matches_transformers(checkpoints, llama3_tokenizer):
+    path, hf = llama3_tokenizer
+    prompt_texts_match_transformers(checkpoints, path, hf, ["The quick brown fox", "Line one\nline two 1234567"], BOS3)
 
 
 def test_tokenizer_layouts_it_does_not_run_are_refused(tmp_path):
@@ -576,14 +584,8 @@ def test_tokenize_qwen2_matches_tokenizers(qwen2_tokenizer):
 
 
 def test_text_prompt_with_qwen2_tokenizer_matches_transformers(checkpoints, qwen2_tokenizer):
-    model, ckpt = checkpoints["llama"]
     path, hf = qwen2_tokenizer
-    texts = ["The quick brown fox 2024", "Ελληνικά\n\n  x"]
-    doc = generate(ckpt, texts=texts, extra=["--max-new-tokens", 12, "--no-stop", "--tokenizer", path / "tokenizer.json"])
-    for t, r in zip(texts, doc["results"]):
-        ids = hf.encode(t).ids
-        assert r["prompt_ids"] == ids
-        assert r["ids"] == reference(model, ids, 12)
+    prompt_texts_match_transformers(checkpoints, path, hf, ["The quick brown fox 2024", "Ελληνικά\n\n  x"])
 
 
 SP = "\u2581"  # SentencePiece's space
@@ -660,14 +662,9 @@ def test_tokenize_sentencepiece_matches_tokenizers(sp_tokenizer):
 
 
 def test_text_prompt_with_sentencepiece_tokenizer_matches_transformers(checkpoints, sp_tokenizer):
-    model, ckpt = checkpoints["llama"]
     path, hf, _ = sp_tokenizer
-    texts = ["The quick brown fox", "unseen \u2603 words"]
-    doc = generate(ckpt, texts=texts, extra=["--max-new-tokens", 12, "--no-stop", "--tokenizer", path / "tokenizer.json"])
-    for t, r in zip(texts, doc["results"]):
-        ids = hf.encode(t).ids
-        assert ids[0] == hf.token_to_id("<s>") and r["prompt_ids"] == ids
-        assert r["ids"] == reference(model, ids, 12)
+    for r in prompt_texts_match_transformers(checkpoints, path, hf, ["The quick brown fox", "unseen \u2603 words"], "<s>"):
+        ids = r["prompt_ids"]
         # The continuation's text as it follows the prompt: the prompt's decoding and it make
         # the whole (where the random model's ids are all the tokenizer's and its byte tokens
         # form valid UTF-8: tokenizers drops unknown ids and replaces invalid bytes one by one,
