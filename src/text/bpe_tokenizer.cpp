@@ -277,12 +277,7 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& file) {
     const nlohmann::json norm = j.value("normalizer", nlohmann::json());
     const nlohmann::json pre = j.value("pre_tokenizer", nlohmann::json());
     t.nfc_ = type_of(norm) == "NFC" && !pre.is_null() && type_of(pre) != "Metaspace";
-    if (t.nfc_)
-      t.pre_ = read_pre_tokenizer(pre, file);
-    else if (read_metaspace_layout(j, file, t.ms_))
-      t.pre_ = PreTokenizer::Metaspace;
-    else
-      t.pre_ = read_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), file);
+    t.pre_ = !t.nfc_ && read_metaspace_layout(j, file, t.ms_) ? PreTokenizer::Metaspace : read_pre_tokenizer(pre, file);
     read_post_processor(j.value("post_processor", nlohmann::json()), file, t.prefix_ids_, t.suffix_ids_);
     for (auto& [tok, id] : m.at("vocab").items()) t.vocab_[tok] = id.get<int64_t>();
     int rank = 0;

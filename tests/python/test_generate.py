@@ -662,25 +662,20 @@ def test_tokenize_sentencepiece_matches_tokenizers(sp_tokenizer):
 
 
 def test_text_prompt_with_sentencepiece_tokenizer_matches_transformers(checkpoints, sp_tokenizer):
+    """Also the continuation's text as it follows its prompt: its bytes token by token (▁ as a
+    space, no leading space removed, <0xXX> as its byte, ids beyond the tokenizer as U+FFFD),
+    invalid UTF-8 replaced as Python's errors="replace" does. (The random model's ids rarely
+    decode cleanly, so tokenizers' own decoding is compared in
+    test_tokenize_sentencepiece_matches_tokenizers.)"""
     path, hf, _ = sp_tokenizer
+
+    def token_bytes(i):
+        if i >= hf.get_vocab_size():
+            return "\ufffd".encode()
+        t = hf.id_to_token(i)
+        return bytes([int(t[3:5], 16)]) if re.fullmatch(r"<0x[0-9A-F]{2}>", t) else t.replace(SP, " ").encode()
+
     for r in prompt_texts_match_transformers(checkpoints, path, hf, ["The quick brown fox", "unseen \u2603 words"], "<s>"):
-        ids = r["prompt_ids"]
-        # The continuation's text as it follows the prompt: the prompt's decoding and it make
-        # the whole (where the random model's ids are all the tokenizer's and its byte tokens
-        # form valid UTF-8: tokenizers drops unknown ids and replaces invalid bytes one by one,
-        # shardrt gives U+FFFD for either).
-        head = hf.decode(ids, skip_special_tokens=False)
-        whole = hf.decode(ids + r["ids"], skip_special_tokens=False)
-        if "\ufffd" not in whole and max(r["ids"]) < hf.get_vocab_size():
-            assert whole.startswith(head) and r["text"] == whole[len(head):], (r["text"], whole)
-        # Always: the continuation's bytes token by token (▁ as a space, no leading space
-        # removed, <0xXX> as its byte, ids beyond the tokenizer as U+FFFD), invalid UTF-8
-        # replaced as Python's errors="replace" does.
-        def token_bytes(i):
-            if i >= hf.get_vocab_size():
-                return "\ufffd".encode()
-            t = hf.id_to_token(i)
-            return bytes([int(t[3:5], 16)]) if re.fullmatch(r"<0x[0-9A-F]{2}>", t) else t.replace(SP, " ").encode()
         assert r["text"] == b"".join(map(token_bytes, r["ids"])).decode("utf-8", "replace"), r["ids"]
 
 
